@@ -1,0 +1,205 @@
+"""The `cpbench` command line: parse, call the library, render with Rich (or print JSON)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from cpbench import __version__
+from cpbench.errors import CpbenchError, UsageError
+
+app = typer.Typer(
+    name="cpbench",
+    help="How run time follows complexity on your hardware, and the cheapest CNN that reaches your accuracy there.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+# click's exception base, whether typer vendors click (>= 0.20) or depends on it
+ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+WorkspaceOption = Annotated[Path, typer.Option("--workspace", "-w", help="Folder holding models/, profiles/, reports/ and the store.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout (progress goes to stderr).")]
+DataDirOption = Annotated[
+    Optional[Path],
+    typer.Option("--data-dir", help="Folder with the FashionMNIST IDX files; default: $CPBENCH_DATA, then /usr/share/datasets/fashion-mnist."),
+]
+
+
+def print_json(payload: object) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+@app.command("export")
+def export_command(
+    preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="smoke | quick | paper | timing")] = None,
+    config: Annotated[Optional[list[str]], typer.Option("--config", "-c", help="f,s,k,l (repeatable), e.g. 32,24,3,2")] = None,
+    untrained: Annotated[bool, typer.Option("--untrained", help="Export with random weights (for timing only).")] = False,
+    recipe: Annotated[Optional[str], typer.Option("--recipe", help="smoke | quick | paper; default: the preset's own, else quick.")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Override the recipe's epochs.")] = None,
+    train_subset: Annotated[Optional[int], typer.Option("--train-subset", help="Train on this many images (seeded pick).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for weights, shuffling and random configs.")] = 0,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="torch threads; default: all cores.")] = None,
+    dataset: Annotated[str, typer.Option("--dataset", help="fashionmnist | imagefolder:PATH")] = "fashionmnist",
+    space: Annotated[Optional[str], typer.Option("--space", help="Baseline and Omega sets: fashionmnist | lfw (default: by dataset).")] = None,
+    data_dir: DataDirOption = None,
+    workspace: WorkspaceOption = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="Redo configs that are already exported.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be exported and stop.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Train the configs of a preset (or given with --config) and export each to ONNX, resumably."""
+    from cpbench.plan import plan_export
+    from cpbench.render import SweepProgress, plan_table, sweep_table
+    from cpbench.store import Workspace
+    from cpbench.sweep import SweepSummary, run_sweep
+
+    jobs = plan_export(
+        preset=preset, configs=config or [], untrained=untrained, recipe=recipe, epochs=epochs,
+        train_subset=train_subset, seed=seed, threads=threads, dataset=dataset, space=space, data_dir=data_dir,
+    )
+    if dry_run:
+        if as_json:
+            print_json([{"name": j.name, "config": j.config.id, "recipe": j.recipe_name} for j in jobs])
+        else:
+            out.print(plan_table(jobs))
+        return
+    ws = Workspace(workspace)
+    summary = SweepSummary()
+    console = err if as_json else out
+    try:
+        with SweepProgress(console) as progress:
+            run_sweep(ws, jobs, observer=progress, force=force, summary=summary)
+    except KeyboardInterrupt:
+        err.print(
+            f"interrupted: {summary.count('exported') + summary.count('skipped')} finished models are kept; "
+            "rerun the same command to resume"
+        )
+        raise typer.Exit(130)
+    if as_json:
+        print_json({"workspace": str(ws.root), "models": [o.as_dict() for o in summary.outcomes]})
+    else:
+        out.print(sweep_table(summary))
+    failed = summary.count("failed")
+    if failed:
+        err.print(f"{failed} of {len(jobs)} configs failed; see the error column")
+        raise typer.Exit(1)
+
+
+@app.command("models")
+def models_command(
+    pattern: Annotated[Optional[str], typer.Argument(help="Glob over model names, e.g. 'family/*'.")] = None,
+    workspace: WorkspaceOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """List the exported models of the workspace: config, params, accuracy, file."""
+    from cpbench.render import models_table
+    from cpbench.store import Workspace
+
+    ws = Workspace(workspace)
+    if not ws.store_path.exists():
+        records = []
+    else:
+        with ws.open_store() as store:
+            records = store.models(pattern)
+    if as_json:
+        print_json([r.as_dict() for r in records])
+        return
+    if not records:
+        out.print(f"no models in {ws.root}; run 'cpbench export --preset quick' to make some")
+        return
+    out.print(models_table(records, ws))
+
+
+@app.command("presets")
+def presets_command(as_json: JsonOption = False) -> None:
+    """List the presets with their size and default recipe."""
+    from cpbench.config import FASHION_MNIST
+    from cpbench.presets import PRESETS
+
+    rows = [
+        {"name": p.name, "configs": len(p.build(FASHION_MNIST, 0)), "recipe": p.recipe or "untrained", "description": p.description}
+        for p in PRESETS.values()
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table("preset", "configs", "recipe", "what it is", title="Presets (FashionMNIST space)")
+    for row in rows:
+        table.add_row(row["name"], str(row["configs"]), row["recipe"], row["description"])
+    out.print(table)
+
+
+@app.command("data")
+def data_command(
+    install: Annotated[bool, typer.Option("--install", help="Install Debian's dataset-fashion-mnist when missing (needs root).")] = False,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Say where FashionMNIST is found; with --install, install it when it is missing."""
+    from cpbench.data import INSTALL_HINT, locate_fashion_mnist
+
+    try:
+        folder = locate_fashion_mnist(data_dir)
+        installed = False
+    except UsageError:
+        if not install or data_dir is not None:
+            raise
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            raise UsageError(f"FashionMNIST is missing and cannot be installed here (needs root and apt-get); {INSTALL_HINT}") from None
+        err.print("FashionMNIST is missing: installing Debian's dataset-fashion-mnist ...")
+        for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "dataset-fashion-mnist"]):
+            done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if done.returncode != 0:
+                last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                raise UsageError(f"'{' '.join(command)}' failed ({last}); {INSTALL_HINT}")
+        folder = locate_fashion_mnist(None)
+        installed = True
+    if as_json:
+        print_json({"dataset": "fashionmnist", "folder": str(folder), "installed_now": installed})
+    else:
+        out.print(f"FashionMNIST: {folder}" + (" (installed now)" if installed else ""))
+
+
+@app.callback(invoke_without_command=True)
+def root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        out.print(f"cpbench {__version__}")
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    try:
+        code = app(standalone_mode=False)
+    except CpbenchError as exc:
+        err.print(f"error: {exc}", soft_wrap=True, markup=False)
+        sys.exit(exc.exit_code)
+    except ClickException as exc:
+        hint = f"; see '{exc.ctx.command_path} --help'" if getattr(exc, "ctx", None) else ""
+        err.print(f"error: {exc.format_message()}{hint}", soft_wrap=True, markup=False)
+        sys.exit(2)
+    except (KeyboardInterrupt, typer.Abort):
+        err.print("interrupted")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

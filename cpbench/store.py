@@ -1,0 +1,214 @@
+"""The workspace (a folder with models/, profiles/, reports/) and its embedded SQLite store.
+
+Each finished model is one row, committed as soon as its file is in place, so an interrupted
+sweep keeps everything it finished. The schema is versioned with PRAGMA user_version and grows by
+appending migrations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cpbench.errors import UsageError
+
+STORE_NAME = "cpbench.sqlite"
+
+MIGRATIONS: list[str] = [
+    # 1: models
+    """
+    CREATE TABLE models (
+        name            TEXT PRIMARY KEY,      -- e.g. family/fashionmnist-quick/f64-s28-k5-l3
+        kind            TEXT NOT NULL,         -- 'family' (zoo and others later)
+        config_id       TEXT,
+        f INTEGER, s INTEGER, k INTEGER, l INTEGER,
+        dataset         TEXT NOT NULL,
+        input_shape     TEXT NOT NULL,         -- JSON [C, H, W]; the batch dimension is dynamic
+        num_classes     INTEGER NOT NULL,
+        recipe_name     TEXT NOT NULL,         -- 'untrained' when exported with random weights
+        recipe_hash     TEXT NOT NULL,
+        recipe          TEXT NOT NULL,         -- JSON of the recipe's fields
+        accuracy        REAL,                  -- test accuracy on the whole test split, P(T)
+        training        TEXT,                  -- JSON: epochs, train size, seed, threads, wall time, loss
+        normalization   TEXT,                  -- JSON: scale, mean, std, resize
+        params          INTEGER NOT NULL,
+        file            TEXT NOT NULL,         -- relative to the workspace
+        sha256          TEXT NOT NULL,
+        opset           INTEGER NOT NULL,
+        exporter        TEXT NOT NULL,
+        parity_max_abs_diff REAL NOT NULL,
+        cpbench_version TEXT NOT NULL,
+        created_at      TEXT NOT NULL
+    );
+    CREATE INDEX models_config ON models (config_id, dataset, recipe_hash);
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass
+class ModelRecord:
+    name: str
+    kind: str
+    dataset: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    recipe_name: str
+    recipe_hash: str
+    recipe: dict
+    params: int
+    file: str
+    sha256: str
+    opset: int
+    exporter: str
+    parity_max_abs_diff: float
+    cpbench_version: str
+    config_id: str | None = None
+    f: int | None = None
+    s: int | None = None
+    k: int | None = None
+    l: int | None = None  # noqa: E741
+    accuracy: float | None = None
+    training: dict | None = None
+    normalization: dict | None = None
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    _JSON = ("input_shape", "recipe", "training", "normalization")
+
+    def to_row(self) -> dict:
+        row = dict(self.__dict__)
+        for key in self._JSON:
+            row[key] = None if row[key] is None else json.dumps(row[key], sort_keys=True)
+        return row
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "ModelRecord":
+        values = dict(row)
+        for key in cls._JSON:
+            if values[key] is not None:
+                values[key] = json.loads(values[key])
+        values["input_shape"] = tuple(values["input_shape"])
+        return cls(**values)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__, input_shape=list(self.input_shape))
+
+
+class Workspace:
+    """A folder holding models/, profiles/, reports/ and the store; by default the current directory."""
+
+    def __init__(self, root: Path | str = ".") -> None:
+        self.root = Path(root).expanduser().resolve()
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def profiles_dir(self) -> Path:
+        return self.root / "profiles"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def store_path(self) -> Path:
+        return self.root / STORE_NAME
+
+    def ensure_writable(self) -> None:
+        """Create the folders and prove we can write there, before any work is done."""
+        try:
+            for folder in (self.root, self.models_dir, self.reports_dir):
+                folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.models_dir, prefix=".write-test-"):
+                pass
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise UsageError(
+                f"workspace {self.root} is not writable ({reason}); pass --workspace DIR with a folder you can write to"
+            ) from None
+
+    def open_store(self) -> "Store":
+        return Store(self.store_path)
+
+    def relative(self, path: Path) -> str:
+        return os.path.relpath(path, self.root)
+
+
+class Store:
+    """The SQLite store; one connection, autocommit off, one transaction per finished item."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.db = sqlite3.connect(path, timeout=30)
+        except sqlite3.OperationalError as exc:
+            raise UsageError(f"cannot open the store {path} ({exc}); pass --workspace DIR with a folder you can write to") from None
+        self.db.row_factory = sqlite3.Row
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise UsageError(f"{path} is not a cpbench store ({exc}); move it away or pick another --workspace") from None
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise UsageError(
+                f"{self.path} has schema version {version}, newer than this cpbench ({SCHEMA_VERSION}); upgrade cpbench"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            with self.transaction():
+                self.db.executescript("BEGIN;" + MIGRATIONS[number])
+                self.db.execute(f"PRAGMA user_version = {number + 1}")
+
+    @property
+    def schema_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            yield self.db
+            self.db.commit()
+        except BaseException:
+            self.db.rollback()
+            raise
+
+    def put_model(self, record: ModelRecord) -> None:
+        row = record.to_row()
+        columns = ", ".join(row)
+        marks = ", ".join(f":{key}" for key in row)
+        with self.transaction() as db:
+            db.execute(f"INSERT OR REPLACE INTO models ({columns}) VALUES ({marks})", row)
+
+    def get_model(self, name: str) -> ModelRecord | None:
+        row = self.db.execute("SELECT * FROM models WHERE name = ?", (name,)).fetchone()
+        return None if row is None else ModelRecord.from_row(row)
+
+    def models(self, pattern: str | None = None) -> list[ModelRecord]:
+        rows = self.db.execute("SELECT * FROM models ORDER BY kind, dataset, recipe_name, f DESC, s DESC, k DESC, l DESC, name")
+        records = [ModelRecord.from_row(row) for row in rows]
+        if pattern:
+            from fnmatch import fnmatchcase
+
+            records = [r for r in records if fnmatchcase(r.name, pattern)]
+        return records
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

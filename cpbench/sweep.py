@@ -1,0 +1,263 @@
+"""The export sweep: for each config, train (or not), export to ONNX, and commit file + row.
+
+A job's work (`run_job`) is pure: it returns the ONNX bytes and the facts to record, so it can run
+in another process or on another machine. Only the driver (`commit_job`) touches the workspace:
+the file is written atomically, then its row is committed in one transaction, so an interrupted
+sweep keeps everything that finished and never leaves a half-written file or row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from cpbench import __version__
+from cpbench.config import Config
+from cpbench.data import DatasetSpec, dataset_shape, locate_fashion_mnist, prepare
+from cpbench.errors import CpbenchError, UsageError
+from cpbench.export import ExportedModel, export_onnx, sha256_of, write_atomically
+from cpbench.family import build_family_model, count_parameters
+from cpbench.store import ModelRecord, Store, Workspace
+from cpbench.train import Recipe, TrainResult, train_model
+
+UNTRAINED = "untrained"
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """One config to build, train with `recipe` (None: keep the random initialisation) and export."""
+
+    config: Config
+    dataset: DatasetSpec
+    recipe: Recipe | None
+    seed: int = 0
+    threads: int = 1
+    data_dir: Path | None = None
+
+    @property
+    def recipe_name(self) -> str:
+        return self.recipe.name if self.recipe else UNTRAINED
+
+    @property
+    def recipe_fields(self) -> dict:
+        return self.recipe.fields() if self.recipe else {"untrained": True, "seed": self.seed}
+
+    @property
+    def recipe_hash(self) -> str:
+        if self.recipe:
+            return self.recipe.hash
+        return hashlib.sha256(json.dumps(self.recipe_fields, sort_keys=True).encode()).hexdigest()[:12]
+
+    @property
+    def name(self) -> str:
+        return f"family/{self.dataset.slug}-{self.recipe_name}/{self.config.id}"
+
+    @property
+    def relative_file(self) -> str:
+        return f"models/{self.name}.onnx"
+
+
+@dataclass
+class JobResult:
+    """What a finished job hands back to the driver."""
+
+    exported: ExportedModel
+    params: int
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    train: TrainResult | None = None
+    normalization: dict | None = None
+    wall_s: float = 0.0
+
+
+@dataclass
+class JobOutcome:
+    job: ExportJob
+    status: str  # 'exported' | 'skipped' | 'failed'
+    record: ModelRecord | None = None
+    error: str | None = None
+    wall_s: float = 0.0
+
+    def as_dict(self) -> dict:
+        record = self.record
+        return {
+            "name": self.job.name,
+            "config": self.job.config.id,
+            "status": self.status,
+            "recipe": self.job.recipe_name,
+            "accuracy": record.accuracy if record else None,
+            "params": record.params if record else None,
+            "file": record.file if record else None,
+            "train_s": (record.training or {}).get("wall_s") if record else None,
+            "wall_s": round(self.wall_s, 3),
+            "error": self.error,
+        }
+
+
+class SweepObserver(Protocol):
+    def job_started(self, index: int, total: int, job: ExportJob) -> None: ...
+    def training_step(self, job: ExportJob, epoch: int, step: int, total_steps: int, loss: float) -> None: ...
+    def job_finished(self, outcome: JobOutcome) -> None: ...
+
+
+class SilentObserver:
+    def job_started(self, index: int, total: int, job: ExportJob) -> None:
+        pass
+
+    def training_step(self, job: ExportJob, epoch: int, step: int, total_steps: int, loss: float) -> None:
+        pass
+
+    def job_finished(self, outcome: JobOutcome) -> None:
+        pass
+
+
+def total_training_steps(job: ExportJob, train_size: int) -> int:
+    if job.recipe is None:
+        return 0
+    n = min(train_size, job.recipe.train_subset or train_size)
+    return -(-n // job.recipe.batch_size) * job.recipe.epochs
+
+
+def run_job(job: ExportJob, observer: SweepObserver | None = None) -> JobResult:
+    """Build, train if asked, and export one config. Touches no workspace state."""
+    observer = observer or SilentObserver()
+    started = time.perf_counter()
+    torch.set_num_threads(job.threads)
+    seed = job.recipe.seed if job.recipe else job.seed
+    train_result = normalization = None
+    if job.recipe is None:
+        channels, classes = dataset_shape(job.dataset)
+        torch.manual_seed(seed)
+        model = build_family_model(job.config, channels, classes)
+    else:
+        data = prepare(job.dataset, job.config.s, job.data_dir)
+        channels, classes = data.channels, data.num_classes
+        torch.manual_seed(seed)
+        model = build_family_model(job.config, channels, classes)
+        steps = total_training_steps(job, len(data.x_train))
+        train_result = train_model(
+            model, data.x_train, data.y_train, data.x_test, data.y_test, job.recipe, job.threads,
+            on_step=lambda epoch, step, loss: observer.training_step(job, epoch, step, steps, loss),
+        )
+        normalization = data.normalization()
+    input_shape = (channels, job.config.s, job.config.s)
+    metadata = {
+        "cpbench.name": job.name,
+        "cpbench.config": job.config.as_csv(),
+        "cpbench.dataset": job.dataset.slug,
+        "cpbench.recipe": job.recipe_name,
+        "cpbench.normalization": json.dumps(normalization),
+        "cpbench.accuracy": "" if train_result is None else f"{train_result.accuracy:.6f}",
+        "cpbench.version": __version__,
+    }
+    exported = export_onnx(model, input_shape, metadata)
+    return JobResult(
+        exported=exported,
+        params=count_parameters(model),
+        input_shape=input_shape,
+        num_classes=classes,
+        train=train_result,
+        normalization=normalization,
+        wall_s=time.perf_counter() - started,
+    )
+
+
+def commit_job(workspace: Workspace, store: Store, job: ExportJob, result: JobResult) -> ModelRecord:
+    """Write the file atomically, then commit its row: the only place the workspace changes."""
+    path = workspace.root / job.relative_file
+    write_atomically(path, result.exported.data)
+    c = job.config
+    record = ModelRecord(
+        name=job.name,
+        kind="family",
+        config_id=c.id,
+        f=c.f, s=c.s, k=c.k, l=c.l,
+        dataset=job.dataset.slug,
+        input_shape=result.input_shape,
+        num_classes=result.num_classes,
+        recipe_name=job.recipe_name,
+        recipe_hash=job.recipe_hash,
+        recipe=job.recipe_fields,
+        accuracy=None if result.train is None else result.train.accuracy,
+        training=None if result.train is None else result.train.as_dict(),
+        normalization=result.normalization,
+        params=result.params,
+        file=job.relative_file,
+        sha256=result.exported.sha256,
+        opset=result.exported.opset,
+        exporter=result.exported.exporter,
+        parity_max_abs_diff=result.exported.max_abs_diff,
+        cpbench_version=__version__,
+    )
+    store.put_model(record)
+    return record
+
+
+def already_done(workspace: Workspace, store: Store, job: ExportJob) -> ModelRecord | None:
+    """The stored model for this job if it was finished with the same recipe and its file is intact."""
+    record = store.get_model(job.name)
+    if record is None or record.recipe_hash != job.recipe_hash:
+        return None
+    path = workspace.root / record.file
+    if not path.is_file() or sha256_of(path) != record.sha256:
+        return None
+    return record
+
+
+def check_inputs(jobs: list[ExportJob]) -> None:
+    """Fail before any work when a dataset that training needs is missing."""
+    for job in jobs:
+        if job.recipe is not None and job.dataset.kind == "fashionmnist":
+            locate_fashion_mnist(job.data_dir)
+            return
+
+
+@dataclass
+class SweepSummary:
+    outcomes: list[JobOutcome] = field(default_factory=list)
+    interrupted: bool = False
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+
+def run_sweep(
+    workspace: Workspace,
+    jobs: list[ExportJob],
+    observer: SweepObserver | None = None,
+    force: bool = False,
+    summary: SweepSummary | None = None,
+) -> SweepSummary:
+    """Run jobs in order, skipping those already done; a failing job is recorded and the sweep goes on.
+
+    Pass `summary` to keep what finished when the sweep is interrupted (KeyboardInterrupt propagates).
+    """
+    observer = observer or SilentObserver()
+    summary = summary if summary is not None else SweepSummary()
+    workspace.ensure_writable()
+    check_inputs(jobs)
+    with workspace.open_store() as store:
+        for index, job in enumerate(jobs):
+            observer.job_started(index, len(jobs), job)
+            started = time.perf_counter()
+            done = None if force else already_done(workspace, store, job)
+            if done is not None:
+                outcome = JobOutcome(job, "skipped", record=done)
+            else:
+                try:
+                    result = run_job(job, observer)
+                    outcome = JobOutcome(job, "exported", record=commit_job(workspace, store, job, result))
+                except UsageError:
+                    raise
+                except (CpbenchError, RuntimeError, ValueError, OSError) as exc:
+                    outcome = JobOutcome(job, "failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+            outcome.wall_s = time.perf_counter() - started
+            summary.outcomes.append(outcome)
+            observer.job_finished(outcome)
+    return summary

@@ -1,0 +1,196 @@
+"""Training recipes and the training loop: in-memory tensors, AdamW + OneCycle, seeded.
+
+The loop indexes pre-normalised tensors directly (no DataLoader, no per-sample Python), so the
+time goes into the network, and the same seed and thread count give the same accuracy on CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cpbench.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a config is trained. Two recipes with the same fields are the same recipe, whatever the name."""
+
+    name: str
+    epochs: int
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    train_subset: int | None = None  # first-N of a seeded shuffle; None = the whole training set
+    augment: bool = False  # random shifts (pad 2 + crop) and horizontal flips, per sample
+    label_smoothing: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise UsageError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise UsageError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.train_subset is not None and self.train_subset < 1:
+            raise UsageError(f"train subset must be >= 1 image, got {self.train_subset}")
+
+    def fields(self) -> dict:
+        """Everything that changes the trained weights (the name does not)."""
+        values = dataclasses.asdict(self)
+        values.pop("name")
+        return values
+
+    @property
+    def hash(self) -> str:
+        blob = json.dumps(self.fields(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def with_overrides(self, **overrides: object) -> "Recipe":
+        """The recipe with some fields changed; renamed '<name>-<hash>' when anything changed."""
+        changes = {k: v for k, v in overrides.items() if v is not None and getattr(self, k) != v}
+        if not changes:
+            return self
+        changed = dataclasses.replace(self, **changes)
+        return dataclasses.replace(changed, name=f"{self.name}-{changed.hash[:6]}")
+
+
+RECIPES: dict[str, Recipe] = {
+    # seconds: for tests and a first look
+    "smoke": Recipe("smoke", epochs=1, train_subset=6000, lr=1e-2),
+    # the quick preset fits in ten minutes on two cores
+    "quick": Recipe("quick", epochs=2, train_subset=30000, lr=4e-3),
+    # the paper preset's recipe: brings the FashionMNIST baseline (64,28,5,3) past 0.93
+    "paper": Recipe("paper", epochs=12, lr=3e-3, augment=True, label_smoothing=0.05),
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise UsageError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}") from None
+
+
+@dataclass
+class TrainResult:
+    accuracy: float  # on the whole test split: the precision P(T)
+    final_loss: float  # mean training loss over the last epoch
+    epochs: int
+    train_size: int
+    test_size: int
+    seed: int
+    threads: int
+    wall_s: float
+    torch_version: str
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+ProgressCallback = Callable[[int, int, float], None]  # (epoch, step within all steps, running loss)
+
+
+def seeded_subset(n_total: int, n: int | None, seed: int) -> torch.Tensor | None:
+    if n is None or n >= n_total:
+        return None
+    generator = torch.Generator().manual_seed(seed + 1)
+    return torch.randperm(n_total, generator=generator)[:n].sort().values
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 2) -> torch.Tensor:
+    """Per-sample random shift by up to `pad` pixels and random horizontal flip, vectorised."""
+    b, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :]
+    flip = torch.rand(b, generator=generator) < 0.5
+    cols = torch.where(flip[:, None, None, None], cols.flip(-1), cols)
+    batch_idx = torch.arange(b)[:, None, None, None]
+    chan_idx = torch.arange(c)[None, :, None, None]
+    return padded[batch_idx, chan_idx, rows, cols]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
+    model.eval()
+    correct = 0
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size].contiguous(memory_format=torch.channels_last)
+        logits = model(batch)
+        correct += int((logits.argmax(dim=1) == y[start : start + batch_size]).sum())
+    return correct / max(1, len(x))
+
+
+def train_model(
+    model: nn.Module,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    recipe: Recipe,
+    threads: int,
+    on_step: ProgressCallback | None = None,
+) -> TrainResult:
+    """Train in place with AdamW + OneCycle; return the test accuracy and the run's facts.
+
+    The model must have been built right after `torch.manual_seed(recipe.seed)` for the run to be
+    reproducible; `train_family_config` does that.
+    """
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+    # channels-last runs oneDNN's convolutions about 20 % faster on CPU; the ONNX export is unaffected
+    model.to(memory_format=torch.channels_last)
+    subset = seeded_subset(len(x_train), recipe.train_subset, recipe.seed)
+    if subset is not None:
+        x_train, y_train = x_train[subset], y_train[subset]
+    n = len(x_train)
+    steps_per_epoch = math.ceil(n / recipe.batch_size)
+    total_steps = steps_per_epoch * recipe.epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=total_steps)
+    generator = torch.Generator().manual_seed(recipe.seed)
+    step = 0
+    epoch_loss = float("nan")
+    for epoch in range(recipe.epochs):
+        model.train()
+        order = torch.randperm(n, generator=generator)
+        loss_sum = torch.zeros(())
+        for start in range(0, n, recipe.batch_size):
+            idx = order[start : start + recipe.batch_size]
+            xb, yb = x_train[idx], y_train[idx]
+            if recipe.augment:
+                xb = augment_batch(xb, generator)
+            xb = xb.contiguous(memory_format=torch.channels_last)
+            loss = F.cross_entropy(model(xb), yb, label_smoothing=recipe.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            loss_sum += loss.detach() * len(idx)
+            step += 1
+            if on_step is not None and (step % 20 == 0 or step == total_steps):
+                on_step(epoch, step, float(loss.detach()))
+        epoch_loss = float(loss_sum) / n
+    accuracy = evaluate(model, x_test, y_test)
+    return TrainResult(
+        accuracy=accuracy,
+        final_loss=round(epoch_loss, 6),
+        epochs=recipe.epochs,
+        train_size=n,
+        test_size=len(x_test),
+        seed=recipe.seed,
+        threads=threads,
+        wall_s=round(time.perf_counter() - started, 3),
+        torch_version=torch.__version__,
+    )
