@@ -1,0 +1,125 @@
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cpbench.data import (
+    FASHION_FILES,
+    DatasetSpec,
+    dataset_shape,
+    load_raw,
+    locate_fashion_mnist,
+    prepare,
+    read_idx,
+)
+from cpbench.errors import UsageError
+
+
+def write_idx(path, array: np.ndarray, compress: bool) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    blob = header + array.astype(np.uint8).tobytes()
+    if compress:
+        with gzip.open(str(path) + ".gz", "wb") as handle:
+            handle.write(blob)
+    else:
+        path.write_bytes(blob)
+
+
+def fake_fashion(folder, n_train=40, n_test=20, compress=True, size=28):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("test", n_test)):
+        labels = np.arange(n) % 10
+        images = rng.integers(0, 50, (n, size, size))
+        images[:, :, :] += (labels * 20)[:, None, None]  # a class-dependent brightness
+        write_idx(folder / FASHION_FILES[f"{prefix}_images"], images, compress)
+        write_idx(folder / FASHION_FILES[f"{prefix}_labels"], labels, compress)
+    return folder
+
+
+def test_read_idx_gzip_and_raw_agree(tmp_path):
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    write_idx(tmp_path / "a", array, compress=True)
+    write_idx(tmp_path / "b", array, compress=False)
+    assert (read_idx(tmp_path / "a.gz") == array).all()
+    assert (read_idx(tmp_path / "b") == array).all()
+
+
+def test_truncated_and_garbage_idx_are_clear_errors(tmp_path):
+    write_idx(tmp_path / "a", np.zeros((10, 5, 5)), compress=False)
+    (tmp_path / "t").write_bytes((tmp_path / "a").read_bytes()[:-7])
+    with pytest.raises(UsageError, match="truncated"):
+        read_idx(tmp_path / "t")
+    (tmp_path / "g").write_bytes(b"garbage!" * 4)
+    with pytest.raises(UsageError, match="not an unsigned-byte IDX"):
+        read_idx(tmp_path / "g")
+
+
+def test_explicit_data_dir_is_the_only_place_searched(tmp_path):
+    with pytest.raises(UsageError, match="FashionMNIST not found.*apt-get install dataset-fashion-mnist"):
+        locate_fashion_mnist(tmp_path / "empty")
+    folder = fake_fashion(tmp_path / "mine")
+    assert locate_fashion_mnist(tmp_path / "mine") == folder
+
+
+def test_env_var_is_searched(tmp_path, monkeypatch):
+    fake_fashion(tmp_path / "envdata")
+    monkeypatch.setenv("CPBENCH_DATA", str(tmp_path / "envdata"))
+    assert locate_fashion_mnist(None) == tmp_path / "envdata"
+
+
+def test_torchvision_layout_is_read_through_torchvision(tmp_path):
+    fake_fashion(tmp_path / "FashionMNIST" / "raw", compress=False)
+    train, test, classes, source = load_raw(DatasetSpec.parse("fashionmnist"), 28, tmp_path)
+    assert source.endswith("FashionMNIST/raw")
+    assert train.images.shape == (40, 1, 28, 28) and test.images.shape == (20, 1, 28, 28)
+    assert train.labels.dtype == torch.int64 and len(classes) == 10
+
+
+def test_resize_with_antialias_and_normalisation_recorded(tmp_path):
+    fake_fashion(tmp_path / "d")
+    data = prepare(DatasetSpec.parse("fashionmnist"), 12, tmp_path / "d")
+    assert data.x_train.shape == (40, 1, 12, 12) and data.x_test.shape == (20, 1, 12, 12)
+    assert abs(float(data.x_train.mean())) < 1e-4 and abs(float(data.x_train.std()) - 1) < 1e-2
+    norm = data.normalization()
+    assert len(norm["mean"]) == 1 and norm["std"][0] > 0 and "antialias" in norm["resize"]
+
+
+def test_real_fashion_mnist_is_installed():
+    """CI installs Debian's dataset-fashion-mnist; the full splits must load."""
+    data = prepare(DatasetSpec.parse("fashionmnist"), 28)
+    assert data.x_train.shape == (60000, 1, 28, 28) and data.x_test.shape == (10000, 1, 28, 28)
+    assert sorted(data.y_test.unique().tolist()) == list(range(10))
+
+
+def make_image_folder(root, classes=("female", "male"), per_class=10, size=20):
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.full((size, size + 4, 3), 40 + 150 * c, dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root
+
+
+def test_image_folder_is_split_and_resized(tmp_path):
+    root = make_image_folder(tmp_path / "lfw")
+    spec = DatasetSpec.parse(f"imagefolder:{root}")
+    assert spec.slug == "imagefolder-lfw"
+    assert dataset_shape(spec) == (3, 2)
+    data = prepare(spec, 8)
+    assert data.x_train.shape == (16, 3, 8, 8) and data.x_test.shape == (4, 3, 8, 8)
+    assert data.classes == ("female", "male")
+    assert sorted(data.y_test.tolist()) == [0, 0, 1, 1]  # stratified
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        DatasetSpec.parse(f"imagefolder:{tmp_path / 'missing'}")
+    (tmp_path / "one" / "onlyclass").mkdir(parents=True)
+    with pytest.raises(UsageError, match="at least two class subfolders"):
+        dataset_shape(DatasetSpec.parse(f"imagefolder:{tmp_path / 'one'}"))
+    with pytest.raises(UsageError, match="unknown dataset"):
+        DatasetSpec.parse("cifar10")

@@ -1,0 +1,77 @@
+"""An interrupted export keeps what finished, leaves no partial file or row, and resumes."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+CONFIGS = ["8,12,3,1", "6,12,3,2", "8,16,2,2", "4,8,3,1"]
+
+
+def start_export(workspace):
+    args = [sys.executable, "-m", "cpbench.cli", "export", "--recipe", "smoke", "--train-subset", "3000", "-w", str(workspace)]
+    for config in CONFIGS:
+        args += ["--config", config]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finished_rows(workspace) -> int:
+    path = workspace / "cpbench.sqlite"
+    if not path.exists():
+        return 0
+    try:
+        db = sqlite3.connect(path, timeout=1)
+        return db.execute("SELECT count(*) FROM models").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def wait_for_rows(workspace, process, n, timeout=120):
+    deadline = time.time() + timeout
+    while finished_rows(workspace) < n:
+        assert process.poll() is None, process.communicate()
+        assert time.time() < deadline
+        time.sleep(0.05)
+
+
+def onnx_files(workspace):
+    return sorted(p.name for p in (workspace / "models").rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("how", ["kill -9", "ctrl-c"])
+def test_interrupted_export_resumes(cli, tmp_path, how):
+    process = start_export(tmp_path)
+    wait_for_rows(tmp_path, process, 1)
+    time.sleep(0.3)  # inside the second config's training
+    if how == "kill -9":
+        process.kill()
+        process.wait()
+    else:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 130 and "rerun the same command to resume" in stderr
+    kept = finished_rows(tmp_path)
+    assert 1 <= kept < len(CONFIGS)
+    files = onnx_files(tmp_path)
+    assert all(name.endswith(".onnx") for name in files), files  # no temporary leftovers
+    assert len(files) == kept
+
+    db = sqlite3.connect(tmp_path / "cpbench.sqlite")
+    before = dict(db.execute("SELECT name, created_at FROM models"))
+    db.close()
+    args = ["export", "--recipe", "smoke", "--train-subset", "3000", "-w", str(tmp_path), "--json"]
+    for config in CONFIGS:
+        args += ["--config", config]
+    rerun = cli(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    statuses = [m["status"] for m in json.loads(rerun.stdout)["models"]]
+    assert statuses.count("skipped") == kept and statuses.count("exported") == len(CONFIGS) - kept
+    assert finished_rows(tmp_path) == len(CONFIGS) and len(onnx_files(tmp_path)) == len(CONFIGS)
+    db = sqlite3.connect(tmp_path / "cpbench.sqlite")
+    after = dict(db.execute("SELECT name, created_at FROM models"))
+    assert all(after[name] == created for name, created in before.items())  # finished work was not redone
