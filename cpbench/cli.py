@@ -56,6 +56,7 @@ def export_command(
     space: Annotated[Optional[str], typer.Option("--space", help="Baseline and Omega sets: fashionmnist | lfw (default: by dataset).")] = None,
     data_dir: DataDirOption = None,
     workspace: WorkspaceOption = Path("."),
+    exporter: Annotated[str, typer.Option("--exporter", help="auto (tracing, else dynamo) | torchscript | dynamo")] = "auto",
     force: Annotated[bool, typer.Option("--force", help="Redo configs that are already exported.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be exported and stop.")] = False,
     as_json: JsonOption = False,
@@ -69,6 +70,7 @@ def export_command(
     jobs = plan_export(
         preset=preset, configs=config or [], untrained=untrained, recipe=recipe, epochs=epochs,
         train_subset=train_subset, seed=seed, threads=threads, dataset=dataset, space=space, data_dir=data_dir,
+        exporter=exporter,
     )
     if dry_run:
         if as_json:
@@ -96,6 +98,126 @@ def export_command(
     if failed:
         err.print(f"{failed} of {len(jobs)} configs failed; see the error column")
         raise typer.Exit(1)
+
+
+@app.command("flops")
+def flops_command(
+    model: Annotated[str, typer.Argument(help="An .onnx file, or a model name from 'cpbench models'.")],
+    input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="Static input shape, e.g. 1x3x224x224.")] = None,
+    all_layers: Annotated[bool, typer.Option("--all-layers", help="Also list zero-cost layers (reshapes, concats).")] = False,
+    workspace: WorkspaceOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Count MACs (FLOPs = 2 x MACs), parameters and bytes of any ONNX model, per layer."""
+    from cpbench.counting import count_file, parse_input_shape
+    from cpbench.render import count_tables
+
+    path = resolve_model_path(model, workspace)
+    count = count_file(path, parse_input_shape(input_shape) if input_shape else None)
+    if as_json:
+        print_json({"model": str(path), **count.as_dict(layers=True)})
+        return
+    for table in count_tables(count, str(path), all_layers):
+        out.print(table)
+
+
+def resolve_model_path(model: str, workspace: Path) -> Path:
+    """A path as given, else a stored model's file (so 'family/.../f64-s28-k5-l3' works too)."""
+    path = Path(model)
+    if path.exists() or model.endswith(".onnx"):
+        return path
+    from cpbench.store import Workspace
+
+    ws = Workspace(workspace)
+    if ws.store_path.exists():
+        with ws.open_store() as store:
+            record = store.get_model(model)
+        if record is not None:
+            return ws.root / record.file
+    raise UsageError(f"{model} is neither a file nor a model in {ws.root}; pass an .onnx path or a name from 'cpbench models'")
+
+
+zoo_app = typer.Typer(help="Classic networks from torchvision.models (paper 003), untrained.", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
+
+
+@zoo_app.command("export")
+def zoo_export_command(
+    models: Annotated[str, typer.Option("--models", help="Comma-separated torchvision model names.")] = ",".join(
+        ("alexnet", "vgg16", "googlenet", "resnet18", "densenet121")
+    ),
+    input_size: Annotated[int, typer.Option("--input", help="Input height and width.")] = 224,
+    channels: Annotated[int, typer.Option("--channels", help="Input channels (1 for FashionMNIST-style inputs).")] = 3,
+    classes: Annotated[int, typer.Option("--classes", help="Classifier outputs.")] = 1000,
+    exporter: Annotated[str, typer.Option("--exporter", help="auto | torchscript | dynamo")] = "auto",
+    force: Annotated[bool, typer.Option("--force", help="Redo models that are already exported.")] = False,
+    workspace: WorkspaceOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Export torchvision networks with random weights to models/zoo/, counted and stored."""
+    from cpbench.export import EXPORTERS
+    from cpbench.render import SweepProgress, sweep_table
+    from cpbench.store import Workspace
+    from cpbench.sweep import SweepSummary, run_sweep
+    from cpbench.zoo import ZooJob
+
+    if exporter not in EXPORTERS:
+        raise UsageError(f"unknown exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    if not names:
+        raise UsageError("--models is empty; name at least one torchvision model, e.g. resnet18")
+    jobs = [ZooJob(name, input_size, channels, classes, exporter=exporter) for name in names]
+    ws = Workspace(workspace)
+    summary = SweepSummary()
+    try:
+        with SweepProgress(err if as_json else out) as progress:
+            run_sweep(ws, jobs, observer=progress, force=force, summary=summary)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: {summary.count('exported') + summary.count('skipped')} finished models are kept")
+        raise typer.Exit(130)
+    if as_json:
+        print_json({"workspace": str(ws.root), "models": [o.as_dict() for o in summary.outcomes]})
+    else:
+        out.print(sweep_table(summary))
+    if summary.count("failed"):
+        raise typer.Exit(1)
+
+
+@zoo_app.command("table")
+def zoo_table_command(
+    workspace: WorkspaceOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Paper 003's Table 1 beside cpbench's FLOPs and torchvision's published numbers."""
+    from cpbench.render import table1_table
+    from cpbench.zoo import DENSENETS, PAPER_003_MODELS, ZooJob, count_zoo_model, table_1
+
+    needed = list(dict.fromkeys(PAPER_003_MODELS + DENSENETS))
+    core: dict[str, float] = {}
+    from cpbench.store import Workspace
+
+    ws = Workspace(workspace)
+    if ws.store_path.exists():  # reuse counts of models already exported at 224x224x3
+        with ws.open_store() as store:
+            for name in needed:
+                record = store.get_model(ZooJob(name).name)
+                if record is not None and record.core_macs:
+                    core[name] = record.core_macs / 1e9
+    missing = [n for n in needed if n not in core]
+    if missing:
+        from rich.progress import Progress
+
+        with Progress(console=err if as_json else out, transient=True) as progress:
+            task = progress.add_task("counting (export in memory)", total=len(missing))
+            for name in missing:
+                progress.update(task, description=f"counting {name} at 224x224x3")
+                core[name] = count_zoo_model(name, 224).core_macs / 1e9
+                progress.advance(task)
+    rows = table_1(core)
+    if as_json:
+        print_json({"rows": [r.as_dict() for r in rows], "counted_gmacs": core})
+        return
+    out.print(table1_table(rows))
 
 
 @app.command("models")

@@ -9,6 +9,7 @@ import torch
 from cpbench.config import SPACES, Config, unique
 from cpbench.data import DatasetSpec
 from cpbench.errors import UsageError
+from cpbench.export import EXPORTERS
 from cpbench.presets import get_preset
 from cpbench.sweep import ExportJob
 from cpbench.train import Recipe, get_recipe
@@ -43,9 +44,12 @@ def plan_export(
     dataset: str = "fashionmnist",
     space: str | None = None,
     data_dir: Path | None = None,
+    exporter: str = "auto",
 ) -> list[ExportJob]:
     if preset is None and not configs:
         raise UsageError("nothing to export; pass --preset NAME (smoke, quick, paper, timing) or --config f,s,k,l")
+    if exporter not in EXPORTERS:
+        raise UsageError(f"unknown exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
     if threads is not None and threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}")
     spec = DatasetSpec.parse(dataset)
@@ -62,7 +66,7 @@ def plan_export(
     return [
         ExportJob(
             config=c, dataset=spec, recipe=resolved, seed=seed,
-            threads=threads or torch.get_num_threads(), data_dir=data_dir,
+            threads=threads or torch.get_num_threads(), data_dir=data_dir, exporter=exporter,
         )
         for c in unique(planned)
     ]

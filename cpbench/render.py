@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from cpbench.counting import GraphCount
+
 from cpbench.store import ModelRecord, Workspace
-from cpbench.sweep import ExportJob, JobOutcome, SweepSummary
+from cpbench.sweep import ExportJob, Job, JobOutcome, SweepSummary
 
 STATUS_STYLE = {"exported": "green", "skipped": "dim", "failed": "bold red"}
 
@@ -20,6 +24,16 @@ def _fmt_acc(value: float | None) -> str:
 
 def _fmt_int(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
+
+
+def fmt_macs(value: int | None) -> str:
+    """Engineering units: 27.1M, 1.81G."""
+    if value is None:
+        return "-"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return str(value)
 
 
 class SweepProgress:
@@ -47,14 +61,15 @@ class SweepProgress:
         if self.overall is not None:
             self.progress.__exit__(*exc)
 
-    def job_started(self, index: int, total: int, job: ExportJob) -> None:
+    def job_started(self, index: int, total: int, job: Job) -> None:
         if self.overall is None:  # start the live display only once work begins
             self.progress.__enter__()
             self.overall = self.progress.add_task("configs", total=total)
-        self.progress.update(self.overall, description=f"config {index + 1}/{total} {job.config.id}")
+        self.progress.update(self.overall, description=f"model {index + 1}/{total} {job.label}")
         if self.current is not None:
             self.progress.remove_task(self.current)
-        what = "exporting" if job.recipe is None else f"training ({job.recipe.name})"
+        recipe = getattr(job, "recipe", None)
+        what = "exporting" if recipe is None else f"training ({recipe.name})"
         self.current = self.progress.add_task(f"  {what}", total=None)
 
     def training_step(self, job: ExportJob, epoch: int, step: int, total_steps: int, loss: float) -> None:
@@ -84,14 +99,14 @@ def plan_table(jobs: list[ExportJob]) -> Table:
 
 def sweep_table(summary: SweepSummary) -> Table:
     counts = ", ".join(f"{summary.count(s)} {s}" for s in ("exported", "skipped", "failed") if summary.count(s))
-    table = Table("config", "recipe", "status", "params", "accuracy", "train s", title=f"Export summary ({counts})")
+    table = Table("config", "recipe", "status", "params", "MACs", "accuracy", "train s", title=f"Export summary ({counts})")
     table.add_column("file or error", overflow="fold")
     for outcome in summary.outcomes:
         row = outcome.as_dict()
         train_s = row["train_s"]
         table.add_row(
             row["config"], row["recipe"], f"[{STATUS_STYLE[row['status']]}]{row['status']}[/]",
-            _fmt_int(row["params"]), _fmt_acc(row["accuracy"]),
+            _fmt_int(row["params"]), fmt_macs(row["macs"]), _fmt_acc(row["accuracy"]),
             "-" if train_s is None else f"{train_s:.1f}",
             row["file"] or (row["error"] or ""),
         )
@@ -101,13 +116,53 @@ def sweep_table(summary: SweepSummary) -> Table:
 def models_table(records: list[ModelRecord], workspace: Workspace) -> Table:
     table = Table(title=f"Models in {workspace.root}")
     table.add_column("name", overflow="fold", min_width=20)
-    for column in ("f", "s", "k", "l", "dataset", "recipe", "params", "accuracy", "size"):
-        table.add_column(column, justify="right" if column in "fskl params accuracy size" else "left")
+    for column in ("f", "s", "k", "l", "dataset", "recipe", "params", "MACs", "accuracy", "size"):
+        table.add_column(column, justify="left" if column in ("dataset", "recipe") else "right")
     for r in records:
         path = workspace.root / r.file
         size = f"{path.stat().st_size / 1024:.0f} KiB" if path.exists() else "[red]missing[/]"
         table.add_row(
             r.name, *(str(v) if v is not None else "-" for v in (r.f, r.s, r.k, r.l)),
-            r.dataset, r.recipe_name, _fmt_int(r.params), _fmt_acc(r.accuracy), size,
+            r.dataset, r.recipe_name, _fmt_int(r.params), fmt_macs(r.macs), _fmt_acc(r.accuracy), size,
         )
+    return table
+
+
+def count_tables(count: "GraphCount", title: str, all_layers: bool = False) -> list[Table]:
+    """Totals by category, then one row per layer (zero-cost layers only with all_layers)."""
+    from cpbench.counting import CATEGORIES, CORE
+
+    totals = Table("category", "MACs", "share", title=f"{title}: {fmt_macs(count.total_macs)} MACs = {fmt_macs(count.flops)} FLOPs")
+    for category in CATEGORIES:
+        macs = count.macs_by_category.get(category, 0)
+        if macs:
+            share = macs / count.total_macs if count.total_macs else 0
+            totals.add_row(category + (" (core)" if category in CORE else ""), f"{macs:,}", f"{share:.1%}")
+    totals.add_row("[bold]core: conv + linear + matmul[/]", f"[bold]{count.core_macs:,}[/]", "")
+    totals.add_row("[bold]all counted[/]", f"[bold]{count.total_macs:,}[/]", "")
+    totals.add_row("parameters", f"{count.params:,}", "")
+    totals.add_row("weight bytes", f"{count.weight_bytes:,}", "")
+    totals.add_row("activation bytes", f"{count.activation_bytes:,}", "")
+    inputs = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in count.input_shapes.items())
+    totals.caption = f"inputs: {inputs}. MACs = multiply-accumulates; FLOPs = 2 x MACs."
+    if count.uncounted:
+        totals.caption += " [red]Uncounted ops (cost unknown): " + ", ".join(f"{op} x{n}" for op, n in count.uncounted.items()) + "[/]"
+    layers = Table("#", "layer", "op", "output", "MACs", "category", "params", title="Per layer")
+    for i, layer in enumerate(count.layers):
+        if not all_layers and layer.counted and not layer.total_macs:
+            continue
+        shape = "x".join(map(str, layer.output_shape)) if layer.output_shape else "?"
+        macs = f"{layer.total_macs:,}" if layer.counted else "[red]uncounted[/]"
+        category = "+".join(layer.macs) if layer.macs else ("-" if layer.counted else "?")
+        layers.add_row(str(i), layer.name, layer.op_type if not layer.domain else f"{layer.domain}::{layer.op_type}", shape, macs, category, f"{layer.params:,}" if layer.params else "")
+    return [totals, layers]
+
+
+def table1_table(rows: list) -> Table:
+    table = Table("paper row", "torchvision model", "paper GFLOPs", "cpbench GFLOPs", "torchvision GMACs", "agrees", "note",
+                  title="Paper 003, Table 1: FLOPs at 224x224x3 (FLOPs = 2 x conv+linear MACs)")
+    for r in rows:
+        mark = "[green]yes[/]" if r.agrees else "[bold red]no[/]"
+        table.add_row(r.label, r.model, f"{r.paper_gflops:.2f}", f"{r.cpbench_gflops:.2f}",
+                      "-" if r.torchvision_gmacs is None else f"{r.torchvision_gmacs:.3f}", mark, r.note)
     return table

@@ -16,8 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cpbench.errors import UsageError
+
+if TYPE_CHECKING:
+    from cpbench.counting import GraphCount
 
 STORE_NAME = "cpbench.sqlite"
 
@@ -26,7 +30,7 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE models (
         name            TEXT PRIMARY KEY,      -- e.g. family/fashionmnist-quick/f64-s28-k5-l3
-        kind            TEXT NOT NULL,         -- 'family' (zoo and others later)
+        kind            TEXT NOT NULL,         -- 'family' or 'zoo'
         config_id       TEXT,
         f INTEGER, s INTEGER, k INTEGER, l INTEGER,
         dataset         TEXT NOT NULL,
@@ -44,6 +48,11 @@ MIGRATIONS: list[str] = [
         opset           INTEGER NOT NULL,
         exporter        TEXT NOT NULL,
         parity_max_abs_diff REAL NOT NULL,
+        macs            INTEGER,               -- every counted category (batch 1); FLOPs = 2 x MACs
+        core_macs       INTEGER,               -- conv + linear + matmul, torchvision's convention
+        weight_bytes    INTEGER,
+        activation_bytes INTEGER,
+        counts          TEXT,                  -- JSON: cpbench.counting's full count, per layer
         cpbench_version TEXT NOT NULL,
         created_at      TEXT NOT NULL
     );
@@ -78,9 +87,14 @@ class ModelRecord:
     accuracy: float | None = None
     training: dict | None = None
     normalization: dict | None = None
+    macs: int | None = None
+    core_macs: int | None = None
+    weight_bytes: int | None = None
+    activation_bytes: int | None = None
+    counts: dict | None = None
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
-    _JSON = ("input_shape", "recipe", "training", "normalization")
+    _JSON = ("input_shape", "recipe", "training", "normalization", "counts")
 
     def to_row(self) -> dict:
         row = dict(self.__dict__)
@@ -97,8 +111,16 @@ class ModelRecord:
         values["input_shape"] = tuple(values["input_shape"])
         return cls(**values)
 
-    def as_dict(self) -> dict:
-        return dict(self.__dict__, input_shape=list(self.input_shape))
+    def as_dict(self, layers: bool = False) -> dict:
+        out = dict(self.__dict__, input_shape=list(self.input_shape))
+        if out["counts"] and not layers:
+            out["counts"] = {k: v for k, v in out["counts"].items() if k != "layers"}
+        return out
+
+    def set_counts(self, count: "GraphCount") -> None:
+        self.macs, self.core_macs = count.total_macs, count.core_macs
+        self.weight_bytes, self.activation_bytes = count.weight_bytes, count.activation_bytes
+        self.counts = count.as_dict(layers=True)
 
 
 class Workspace:

@@ -1,6 +1,6 @@
 """The export sweep: for each config, train (or not), export to ONNX, and commit file + row.
 
-A job's work (`run_job`) is pure: it returns the ONNX bytes and the facts to record, so it can run
+A job's work (`job.run`) is pure: it returns the ONNX bytes and the facts to record, so it can run
 in another process or on another machine. Only the driver (`commit_job`) touches the workspace:
 the file is written atomically, then its row is committed in one transaction, so an interrupted
 sweep keeps everything that finished and never leaves a half-written file or row.
@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import onnx
 import torch
 
 from cpbench import __version__
 from cpbench.config import Config
+from cpbench.counting import GraphCount, count_model
 from cpbench.data import DatasetSpec, dataset_shape, locate_fashion_mnist, prepare
 from cpbench.errors import CpbenchError, UsageError
 from cpbench.export import ExportedModel, export_onnx, sha256_of, write_atomically
@@ -27,6 +29,23 @@ from cpbench.store import ModelRecord, Store, Workspace
 from cpbench.train import Recipe, TrainResult, train_model
 
 UNTRAINED = "untrained"
+
+
+class Job(Protocol):
+    """Anything the sweep can run: a family config (ExportJob) or a torchvision network (zoo.ZooJob)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def recipe_name(self) -> str: ...
+    @property
+    def recipe_hash(self) -> str: ...
+    @property
+    def relative_file(self) -> str: ...
+    def run(self, observer: "SweepObserver") -> "JobResult": ...
+    def to_record(self, result: "JobResult") -> ModelRecord: ...
 
 
 @dataclass(frozen=True)
@@ -39,6 +58,7 @@ class ExportJob:
     seed: int = 0
     threads: int = 1
     data_dir: Path | None = None
+    exporter: str = "auto"
 
     @property
     def recipe_name(self) -> str:
@@ -62,14 +82,47 @@ class ExportJob:
     def relative_file(self) -> str:
         return f"models/{self.name}.onnx"
 
+    @property
+    def label(self) -> str:
+        return self.config.id
+
+    def run(self, observer: "SweepObserver") -> "JobResult":
+        return run_family_job(self, observer)
+
+    def to_record(self, result: "JobResult") -> ModelRecord:
+        c = self.config
+        return ModelRecord(
+            name=self.name,
+            kind="family",
+            config_id=c.id,
+            f=c.f, s=c.s, k=c.k, l=c.l,
+            dataset=self.dataset.slug,
+            input_shape=result.input_shape,
+            num_classes=result.num_classes,
+            recipe_name=self.recipe_name,
+            recipe_hash=self.recipe_hash,
+            recipe=self.recipe_fields,
+            accuracy=None if result.train is None else result.train.accuracy,
+            training=None if result.train is None else result.train.as_dict(),
+            normalization=result.normalization,
+            params=result.params,
+            file=self.relative_file,
+            sha256=result.exported.sha256,
+            opset=result.exported.opset,
+            exporter=result.exported.exporter,
+            parity_max_abs_diff=result.exported.max_abs_diff,
+            cpbench_version=__version__,
+        )
+
 
 @dataclass
 class JobResult:
     """What a finished job hands back to the driver."""
 
     exported: ExportedModel
+    count: GraphCount
     params: int
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     num_classes: int
     train: TrainResult | None = None
     normalization: dict | None = None
@@ -78,7 +131,7 @@ class JobResult:
 
 @dataclass
 class JobOutcome:
-    job: ExportJob
+    job: Job
     status: str  # 'exported' | 'skipped' | 'failed'
     record: ModelRecord | None = None
     error: str | None = None
@@ -88,11 +141,12 @@ class JobOutcome:
         record = self.record
         return {
             "name": self.job.name,
-            "config": self.job.config.id,
+            "config": self.job.label,
             "status": self.status,
             "recipe": self.job.recipe_name,
             "accuracy": record.accuracy if record else None,
             "params": record.params if record else None,
+            "macs": record.macs if record else None,
             "file": record.file if record else None,
             "train_s": (record.training or {}).get("wall_s") if record else None,
             "wall_s": round(self.wall_s, 3),
@@ -101,13 +155,13 @@ class JobOutcome:
 
 
 class SweepObserver(Protocol):
-    def job_started(self, index: int, total: int, job: ExportJob) -> None: ...
+    def job_started(self, index: int, total: int, job: Job) -> None: ...
     def training_step(self, job: ExportJob, epoch: int, step: int, total_steps: int, loss: float) -> None: ...
     def job_finished(self, outcome: JobOutcome) -> None: ...
 
 
 class SilentObserver:
-    def job_started(self, index: int, total: int, job: ExportJob) -> None:
+    def job_started(self, index: int, total: int, job: Job) -> None:
         pass
 
     def training_step(self, job: ExportJob, epoch: int, step: int, total_steps: int, loss: float) -> None:
@@ -124,7 +178,7 @@ def total_training_steps(job: ExportJob, train_size: int) -> int:
     return -(-n // job.recipe.batch_size) * job.recipe.epochs
 
 
-def run_job(job: ExportJob, observer: SweepObserver | None = None) -> JobResult:
+def run_family_job(job: ExportJob, observer: SweepObserver | None = None) -> JobResult:
     """Build, train if asked, and export one config. Touches no workspace state."""
     observer = observer or SilentObserver()
     started = time.perf_counter()
@@ -156,9 +210,10 @@ def run_job(job: ExportJob, observer: SweepObserver | None = None) -> JobResult:
         "cpbench.accuracy": "" if train_result is None else f"{train_result.accuracy:.6f}",
         "cpbench.version": __version__,
     }
-    exported = export_onnx(model, input_shape, metadata)
+    exported = export_onnx(model, input_shape, metadata, exporter=job.exporter)
     return JobResult(
         exported=exported,
+        count=count_model(onnx.load_from_string(exported.data)),
         params=count_parameters(model),
         input_shape=input_shape,
         num_classes=classes,
@@ -168,38 +223,16 @@ def run_job(job: ExportJob, observer: SweepObserver | None = None) -> JobResult:
     )
 
 
-def commit_job(workspace: Workspace, store: Store, job: ExportJob, result: JobResult) -> ModelRecord:
+def commit_job(workspace: Workspace, store: Store, job: Job, result: JobResult) -> ModelRecord:
     """Write the file atomically, then commit its row: the only place the workspace changes."""
-    path = workspace.root / job.relative_file
-    write_atomically(path, result.exported.data)
-    c = job.config
-    record = ModelRecord(
-        name=job.name,
-        kind="family",
-        config_id=c.id,
-        f=c.f, s=c.s, k=c.k, l=c.l,
-        dataset=job.dataset.slug,
-        input_shape=result.input_shape,
-        num_classes=result.num_classes,
-        recipe_name=job.recipe_name,
-        recipe_hash=job.recipe_hash,
-        recipe=job.recipe_fields,
-        accuracy=None if result.train is None else result.train.accuracy,
-        training=None if result.train is None else result.train.as_dict(),
-        normalization=result.normalization,
-        params=result.params,
-        file=job.relative_file,
-        sha256=result.exported.sha256,
-        opset=result.exported.opset,
-        exporter=result.exported.exporter,
-        parity_max_abs_diff=result.exported.max_abs_diff,
-        cpbench_version=__version__,
-    )
+    write_atomically(workspace.root / job.relative_file, result.exported.data)
+    record = job.to_record(result)
+    record.set_counts(result.count)
     store.put_model(record)
     return record
 
 
-def already_done(workspace: Workspace, store: Store, job: ExportJob) -> ModelRecord | None:
+def already_done(workspace: Workspace, store: Store, job: Job) -> ModelRecord | None:
     """The stored model for this job if it was finished with the same recipe and its file is intact."""
     record = store.get_model(job.name)
     if record is None or record.recipe_hash != job.recipe_hash:
@@ -210,10 +243,10 @@ def already_done(workspace: Workspace, store: Store, job: ExportJob) -> ModelRec
     return record
 
 
-def check_inputs(jobs: list[ExportJob]) -> None:
+def check_inputs(jobs: list[Job]) -> None:
     """Fail before any work when a dataset that training needs is missing."""
     for job in jobs:
-        if job.recipe is not None and job.dataset.kind == "fashionmnist":
+        if isinstance(job, ExportJob) and job.recipe is not None and job.dataset.kind == "fashionmnist":
             locate_fashion_mnist(job.data_dir)
             return
 
@@ -229,7 +262,7 @@ class SweepSummary:
 
 def run_sweep(
     workspace: Workspace,
-    jobs: list[ExportJob],
+    jobs: list[Job],
     observer: SweepObserver | None = None,
     force: bool = False,
     summary: SweepSummary | None = None,
@@ -251,7 +284,7 @@ def run_sweep(
                 outcome = JobOutcome(job, "skipped", record=done)
             else:
                 try:
-                    result = run_job(job, observer)
+                    result = job.run(observer)
                     outcome = JobOutcome(job, "exported", record=commit_job(workspace, store, job, result))
                 except UsageError:
                     raise
