@@ -8,13 +8,16 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 
 from cpbench import __version__
 from cpbench.errors import CpbenchError, UsageError
+
+if TYPE_CHECKING:
+    from cpbench.store import Workspace
 
 app = typer.Typer(
     name="cpbench",
@@ -63,9 +66,8 @@ def export_command(
 ) -> None:
     """Train the configs of a preset (or given with --config) and export each to ONNX, resumably."""
     from cpbench.plan import plan_export
-    from cpbench.render import SweepProgress, plan_table, sweep_table
+    from cpbench.render import plan_table
     from cpbench.store import Workspace
-    from cpbench.sweep import SweepSummary, run_sweep
 
     jobs = plan_export(
         preset=preset, configs=config or [], untrained=untrained, recipe=recipe, epochs=epochs,
@@ -78,11 +80,17 @@ def export_command(
         else:
             out.print(plan_table(jobs))
         return
-    ws = Workspace(workspace)
+    sweep_and_report(Workspace(workspace), jobs, force, as_json)
+
+
+def sweep_and_report(ws: "Workspace", jobs: list, force: bool, as_json: bool) -> None:
+    """Run the jobs with live progress, then print the summary; exit 130 on Ctrl-C, 1 if any failed."""
+    from cpbench.render import SweepProgress, sweep_table
+    from cpbench.sweep import SweepSummary, run_sweep
+
     summary = SweepSummary()
-    console = err if as_json else out
     try:
-        with SweepProgress(console) as progress:
+        with SweepProgress(err if as_json else out) as progress:
             run_sweep(ws, jobs, observer=progress, force=force, summary=summary)
     except KeyboardInterrupt:
         err.print(
@@ -96,7 +104,7 @@ def export_command(
         out.print(sweep_table(summary))
     failed = summary.count("failed")
     if failed:
-        err.print(f"{failed} of {len(jobs)} configs failed; see the error column")
+        err.print(f"{failed} of {len(jobs)} models failed; see the error column")
         raise typer.Exit(1)
 
 
@@ -156,9 +164,7 @@ def zoo_export_command(
 ) -> None:
     """Export torchvision networks with random weights to models/zoo/, counted and stored."""
     from cpbench.export import EXPORTERS
-    from cpbench.render import SweepProgress, sweep_table
     from cpbench.store import Workspace
-    from cpbench.sweep import SweepSummary, run_sweep
     from cpbench.zoo import ZooJob
 
     if exporter not in EXPORTERS:
@@ -167,20 +173,7 @@ def zoo_export_command(
     if not names:
         raise UsageError("--models is empty; name at least one torchvision model, e.g. resnet18")
     jobs = [ZooJob(name, input_size, channels, classes, exporter=exporter) for name in names]
-    ws = Workspace(workspace)
-    summary = SweepSummary()
-    try:
-        with SweepProgress(err if as_json else out) as progress:
-            run_sweep(ws, jobs, observer=progress, force=force, summary=summary)
-    except KeyboardInterrupt:
-        err.print(f"interrupted: {summary.count('exported') + summary.count('skipped')} finished models are kept")
-        raise typer.Exit(130)
-    if as_json:
-        print_json({"workspace": str(ws.root), "models": [o.as_dict() for o in summary.outcomes]})
-    else:
-        out.print(sweep_table(summary))
-    if summary.count("failed"):
-        raise typer.Exit(1)
+    sweep_and_report(Workspace(workspace), jobs, force, as_json)
 
 
 @zoo_app.command("table")
@@ -190,12 +183,11 @@ def zoo_table_command(
 ) -> None:
     """Paper 003's Table 1 beside cpbench's FLOPs and torchvision's published numbers."""
     from cpbench.render import table1_table
+    from cpbench.store import Workspace
     from cpbench.zoo import DENSENETS, PAPER_003_MODELS, ZooJob, count_zoo_model, table_1
 
     needed = list(dict.fromkeys(PAPER_003_MODELS + DENSENETS))
     core: dict[str, float] = {}
-    from cpbench.store import Workspace
-
     ws = Workspace(workspace)
     if ws.store_path.exists():  # reuse counts of models already exported at 224x224x3
         with ws.open_store() as store:

@@ -22,7 +22,7 @@ from cpbench import __version__
 from cpbench.config import Config
 from cpbench.counting import GraphCount, count_model
 from cpbench.data import DatasetSpec, dataset_shape, locate_fashion_mnist, prepare
-from cpbench.errors import CpbenchError, UsageError
+from cpbench.errors import UsageError
 from cpbench.export import ExportedModel, export_onnx, sha256_of, write_atomically
 from cpbench.family import build_family_model, count_parameters
 from cpbench.store import ModelRecord, Store, Workspace
@@ -288,7 +288,7 @@ def run_sweep(
                     outcome = JobOutcome(job, "exported", record=commit_job(workspace, store, job, result))
                 except UsageError:
                     raise
-                except (CpbenchError, RuntimeError, ValueError, OSError) as exc:
+                except Exception as exc:  # a failing model is recorded; the sweep goes on
                     outcome = JobOutcome(job, "failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
             outcome.wall_s = time.perf_counter() - started
             summary.outcomes.append(outcome)
