@@ -63,24 +63,25 @@ def numel(shape: Shape | None) -> int:
 # Handlers. Each is a closed form over shapes; tests check them on hand-built graphs.
 
 
-def conv(info: NodeInfo) -> Counts:
-    """Paper 003 eqs. 2-4: every output element costs (C_in / groups) x prod(kernel) MACs."""
-    x, w, y = info.inputs[0], info.inputs[1], info.outputs[0]
-    macs = numel(y) * (w[1] * math.prod(w[2:]))  # w: [C_out, C_in/groups, *kernel]
-    counts = {"conv": macs}
+def _conv_counts(info: NodeInfo, driver: Shape) -> Counts:
+    """Each element of `driver` meets w[1] x prod(kernel) weights; a bias adds one per output."""
+    w = info.inputs[1]
+    counts = {"conv": numel(driver) * (w[1] * math.prod(w[2:]))}
     if info.has_input(2):
-        counts["bias"] = numel(y)
+        counts["bias"] = numel(info.outputs[0])
     return counts
+
+
+def conv(info: NodeInfo) -> Counts:
+    """Paper 003 eqs. 2-4: every output element costs (C_in / groups) x prod(kernel) MACs
+    (w: [C_out, C_in/groups, *kernel])."""
+    return _conv_counts(info, info.outputs[0])
 
 
 def conv_transpose(info: NodeInfo) -> Counts:
-    """Each input element is scattered through (C_out / groups) x prod(kernel) weights."""
-    x, w, y = info.inputs[0], info.inputs[1], info.outputs[0]
-    macs = numel(x) * (w[1] * math.prod(w[2:]))  # w: [C_in, C_out/groups, *kernel]
-    counts = {"conv": macs}
-    if info.has_input(2):
-        counts["bias"] = numel(y)
-    return counts
+    """Every input element is scattered through (C_out / groups) x prod(kernel) weights
+    (w: [C_in, C_out/groups, *kernel])."""
+    return _conv_counts(info, info.inputs[0])
 
 
 def gemm(info: NodeInfo) -> Counts:

@@ -8,7 +8,6 @@ sweep keeps everything that finished and never leaves a half-written file or row
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from cpbench.counting import GraphCount, count_model
 from cpbench.data import DatasetSpec, dataset_shape, locate_fashion_mnist, prepare
 from cpbench.errors import UsageError
 from cpbench.export import ExportedModel, export_onnx, sha256_of, write_atomically
+from cpbench.hashing import stable_hash
 from cpbench.family import build_family_model, count_parameters
 from cpbench.store import ModelRecord, Store, Workspace
 from cpbench.train import Recipe, TrainResult, train_model
@@ -72,7 +72,7 @@ class ExportJob:
     def recipe_hash(self) -> str:
         if self.recipe:
             return self.recipe.hash
-        return hashlib.sha256(json.dumps(self.recipe_fields, sort_keys=True).encode()).hexdigest()[:12]
+        return stable_hash(self.recipe_fields)
 
     @property
     def name(self) -> str:

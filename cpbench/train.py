@@ -7,8 +7,6 @@ time goes into the network, and the same seed and thread count give the same acc
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import time
 from collections.abc import Callable
@@ -19,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cpbench.errors import UsageError
+from cpbench.hashing import stable_hash
 
 
 @dataclass(frozen=True)
@@ -52,8 +51,7 @@ class Recipe:
 
     @property
     def hash(self) -> str:
-        blob = json.dumps(self.fields(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
+        return stable_hash(self.fields())
 
     def with_overrides(self, **overrides: object) -> "Recipe":
         """The recipe with some fields changed; renamed '<name>-<hash>' when anything changed."""

@@ -7,7 +7,6 @@ No pretrained weights are downloaded: latency and MACs do not depend on weight v
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import time
 import warnings
@@ -23,6 +22,7 @@ from cpbench.counting import GraphCount, count_model
 from cpbench.errors import UsageError
 from cpbench.export import export_onnx, to_onnx
 from cpbench.family import count_parameters
+from cpbench.hashing import stable_hash
 from cpbench.store import ModelRecord
 from cpbench.sweep import JobResult, SilentObserver, SweepObserver
 
@@ -122,7 +122,7 @@ class ZooJob:
 
     @property
     def recipe_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.recipe_fields, sort_keys=True).encode()).hexdigest()[:12]
+        return stable_hash(self.recipe_fields)
 
     def run(self, observer: SweepObserver | None = None) -> JobResult:
         started = time.perf_counter()
