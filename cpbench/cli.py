@@ -212,6 +212,132 @@ def zoo_table_command(
     out.print(table1_table(rows))
 
 
+@app.command("time")
+def time_command(
+    device: Annotated[str, typer.Option("--device", "-d", help="Profile name (profiles/NAME.toml) or a .toml path.")],
+    models: Annotated[Optional[str], typer.Option("--models", help="Glob over stored model names, e.g. 'family/*'.")] = None,
+    model: Annotated[Optional[list[Path]], typer.Option("--model", help="Any .onnx file (repeatable) instead of stored models.")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Override the profile's threads (0 = runtime default).")] = None,
+    batch: Annotated[Optional[int], typer.Option("--batch", help="1 = latency; larger = throughput (images/s).")] = None,
+    min_time: Annotated[Optional[float], typer.Option("--min-time", help="Seconds of timed runs at least.")] = None,
+    min_runs: Annotated[Optional[int], typer.Option("--min-runs", help="Timed runs at least.")] = None,
+    max_runs: Annotated[Optional[int], typer.Option("--max-runs", help="Timed runs at most.")] = None,
+    max_time: Annotated[Optional[float], typer.Option("--max-time", help="Seconds of timed runs at most.")] = None,
+    warmup: Annotated[Optional[int], typer.Option("--warmup", help="Warm-up runs (after the first inference).")] = None,
+    workspace: WorkspaceOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Time models under a device profile: each in its own worker, stored as a run with its environment."""
+    import dataclasses
+
+    from cpbench.profiles import load_profile
+    from cpbench.render import TimingProgress, timing_table
+    from cpbench.runs import run_timing
+    from cpbench.store import Workspace
+
+    ws = Workspace(workspace)
+    profile = load_profile(device, ws.profiles_dir)
+    for flag, value, low in (("--threads", threads, 0), ("--batch", batch, 1)):
+        if value is not None and value < low:
+            raise UsageError(f"{flag} must be >= {low}, got {value}")
+    measure_changes = {k: v for k, v in dict(
+        min_time_s=min_time, min_runs=min_runs, max_runs=max_runs, max_time_s=max_time, warmup_runs=warmup,
+    ).items() if v is not None}
+    if min_runs is not None and max_runs is None:
+        measure_changes["max_runs"] = max(profile.measure.max_runs, min_runs)
+    settings = dataclasses.replace(profile.measure, **measure_changes)
+    profile = profile.with_overrides(threads=threads, batch=batch, measure=settings)
+    ws.ensure_writable()
+    with ws.open_store() as store:
+        targets = timing_targets(ws, store, models, model or [])
+        progress = TimingProgress(err)  # progress is diagnostics: stderr, so stdout holds only results
+        try:
+            with progress:
+                run = run_timing(store, profile.name, profile, targets, observer=progress)
+        except KeyboardInterrupt:
+            err.print("interrupted: the models measured so far are kept in the run")
+            raise typer.Exit(130)
+    if as_json:
+        print_json(run.as_dict())
+    else:
+        out.print(timing_table(run))
+    if any(t.status != "ok" for t in run.timings):
+        raise typer.Exit(1)
+
+
+def timing_targets(ws: "Workspace", store, pattern: str | None, files: list[Path]) -> list:
+    from cpbench.counting import count_file
+    from cpbench.runs import TimingTarget
+
+    if files:
+        targets = []
+        for path in files:
+            if not path.is_file():
+                raise UsageError(f"{path} does not exist; pass the path of an .onnx file")
+            try:
+                macs = count_file(path).total_macs
+            except UsageError:
+                macs = None  # the file may still run; the runtime will say if it cannot
+            targets.append(TimingTarget(str(path), path, macs=macs))
+        return targets
+    records = store.models(pattern)
+    if not records:
+        where = f"matching '{pattern}' " if pattern else ""
+        raise UsageError(f"no models {where}in {ws.root}; run 'cpbench export --preset timing --untrained' or pass --model FILE.onnx")
+    return [TimingTarget(r.name, ws.root / r.file, r.sha256, r.macs) for r in records]
+
+
+@app.command("runs")
+def runs_command(workspace: WorkspaceOption = Path("."), as_json: JsonOption = False) -> None:
+    """List the timing runs of the workspace."""
+    from rich.table import Table
+
+    from cpbench.store import Workspace
+
+    ws = Workspace(workspace)
+    runs = []
+    if ws.store_path.exists():
+        with ws.open_store() as store:
+            runs = store.runs()
+    if as_json:
+        print_json(runs)
+        return
+    table = Table("run", "device", "batch", "status", "started", "ok", "failed", title=f"Timing runs in {ws.root}")
+    for r in runs:
+        table.add_row(r["id"], r["device"], str(r["batch"]), r["status"], r["started_at"], str(r["ok"]), str(r["failed"]))
+    out.print(table)
+
+
+@app.command("compare")
+def compare_command(
+    run_a: Annotated[str, typer.Argument(help="Baseline run id (see 'cpbench runs').")],
+    run_b: Annotated[str, typer.Argument(help="Run to compare with it.")],
+    workspace: WorkspaceOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Per-model ratio of medians (B / A) with a Mann-Whitney U test, and their geometric mean."""
+    from cpbench.compare import compare_runs
+    from cpbench.render import compare_table
+    from cpbench.store import Workspace
+
+    ws = Workspace(workspace)
+    if not ws.store_path.exists():
+        raise UsageError(f"no store in {ws.root}; run 'cpbench time --device cpu' first")
+    with ws.open_store() as store:
+        runs = []
+        for run_id in (run_a, run_b):
+            run = store.get_run(run_id)
+            if run is None:
+                known = ", ".join(r["id"] for r in store.runs()[-5:]) or "none"
+                raise UsageError(f"no run '{run_id}' in {ws.root} (latest: {known}); see 'cpbench runs'")
+            runs.append(run)
+    comparison = compare_runs(*runs)
+    if as_json:
+        print_json(comparison.as_dict())
+    else:
+        out.print(compare_table(comparison))
+
+
 @app.command("models")
 def models_command(
     pattern: Annotated[Optional[str], typer.Argument(help="Glob over model names, e.g. 'family/*'.")] = None,

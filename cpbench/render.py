@@ -166,3 +166,81 @@ def table1_table(rows: list) -> Table:
         table.add_row(r.label, r.model, f"{r.paper_gflops:.2f}", f"{r.cpbench_gflops:.2f}",
                       "-" if r.torchvision_gmacs is None else f"{r.torchvision_gmacs:.3f}", mark, r.note)
     return table
+
+
+def fmt_seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1e-3:
+        return f"{value * 1e6:.1f} µs"
+    if value < 1:
+        return f"{value * 1e3:.3f} ms"
+    return f"{value:.3f} s"
+
+
+class TimingProgress:
+    """One bar over the models of a run, naming the one being measured."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
+                                 transient=True)
+        self.task = None
+
+    def __enter__(self) -> "TimingProgress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.task is not None:
+            self.progress.__exit__(*exc)
+
+    def model_started(self, index: int, total: int, target) -> None:
+        if self.task is None:
+            self.progress.__enter__()
+            self.task = self.progress.add_task("timing", total=total)
+        self.progress.update(self.task, description=f"timing {index + 1}/{total} {target.name}")
+
+    def model_finished(self, timing) -> None:
+        self.progress.advance(self.task)
+        if timing.status != "ok":
+            self.progress.console.print(f"[red]failed[/red] {timing.model}: {timing.error}")
+        else:
+            for warning in timing.stats.warnings:
+                self.progress.console.print(f"[yellow]warning[/yellow] {timing.model}: {warning}")
+
+
+def timing_table(run) -> Table:
+    batch = run.profile.batch
+    title = f"Run {run.id} on '{run.device}' ({run.profile.description or run.profile.runtime}), batch {batch}"
+    table = Table(title=title)
+    table.add_column("model", overflow="fold", min_width=20)
+    for column in ("MACs", "load", "first", "median", "p90", "stdev %", "n", "GMAC/s") + (("img/s",) if batch > 1 else ()) + ("notes",):
+        table.add_column(column, justify="left" if column == "notes" else "right")
+    for t in run.timings:
+        if t.status != "ok":
+            table.add_row(t.model, fmt_macs(t.macs), "-", "-", "-", "-", "-", "-", "-", *(("-",) if batch > 1 else ()), f"[red]{t.error}[/]")
+            continue
+        st = t.stats
+        gmacs = "-" if t.gmacs_per_s is None else f"{t.gmacs_per_s:.1f}"
+        notes = "[yellow]" + "; ".join(st.warnings) + "[/]" if st.warnings else ""
+        table.add_row(
+            t.model, fmt_macs(t.macs), fmt_seconds(t.load_s), fmt_seconds(t.first_s), fmt_seconds(st.median_s),
+            fmt_seconds(st.p90_s), f"{st.stdev_pct:.1f}", str(st.n), gmacs,
+            *((f"{t.throughput_ips:,.0f}",) if batch > 1 else ()), notes,
+        )
+    return table
+
+
+def compare_table(comparison) -> Table:
+    table = Table(title=f"{comparison.run_b} against {comparison.run_a} (ratio = B / A; above 1: B is slower)")
+    table.add_column("model", overflow="fold", min_width=20)
+    for column in ("median A", "median B", "ratio", "p (Mann-Whitney)", "verdict"):
+        table.add_column(column, justify="right")
+    styles = {"faster": "green", "slower": "red", "same": "dim"}
+    for m in comparison.models:
+        table.add_row(m.model, fmt_seconds(m.median_a_s), fmt_seconds(m.median_b_s), f"{m.ratio:.3f}",
+                      f"{m.p_value:.3g}", f"[{styles[m.verdict]}]{m.verdict}[/]")
+    table.caption = f"geometric mean of ratios: {comparison.geometric_mean_ratio:.3f} over {len(comparison.models)} models"
+    if not comparison.same_hardware:
+        table.caption += " [yellow](the runs come from different hardware)[/]"
+    return table

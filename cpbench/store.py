@@ -58,6 +58,42 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX models_config ON models (config_id, dataset, recipe_hash);
     """,
+    # 2: timing runs and their measurements
+    """
+    CREATE TABLE runs (
+        id              TEXT PRIMARY KEY,
+        device          TEXT NOT NULL,         -- the profile's name
+        profile         TEXT NOT NULL,         -- JSON: the profile as used, overrides included
+        batch           INTEGER NOT NULL,
+        fingerprint     TEXT NOT NULL,         -- JSON: hardware, OS, library versions
+        hardware_id     TEXT NOT NULL,
+        status          TEXT NOT NULL,         -- running | done | interrupted
+        started_at      TEXT NOT NULL,
+        finished_at     TEXT,
+        cpbench_version TEXT NOT NULL
+    );
+    CREATE TABLE measurements (
+        run_id          TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        model           TEXT NOT NULL,
+        file            TEXT,
+        sha256          TEXT,
+        macs            INTEGER,
+        batch           INTEGER NOT NULL,
+        status          TEXT NOT NULL,         -- ok | failed
+        error           TEXT,
+        load_s          REAL,                  -- session creation or compile
+        first_s         REAL,                  -- first inference, apart from the rest
+        warmup_runs     INTEGER,
+        n               INTEGER,
+        median_s REAL, mean_s REAL, stdev_pct REAL, p90_s REAL, p99_s REAL, min_s REAL, max_s REAL,
+        iqr_s REAL, median_ci_low_s REAL, median_ci_high_s REAL,
+        throughput_ips  REAL,
+        warnings        TEXT,                  -- JSON list
+        runtime         TEXT,                  -- JSON: what actually ran (providers in use, threads, device)
+        times           TEXT,                  -- JSON list of every timed run, seconds
+        PRIMARY KEY (run_id, model)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -225,6 +261,67 @@ class Store:
 
             records = [r for r in records if fnmatchcase(r.name, pattern)]
         return records
+
+    # ---- timing runs -------------------------------------------------------------------------
+
+    def start_run(self, run) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO runs (id, device, profile, batch, fingerprint, hardware_id, status, started_at, cpbench_version)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run.id, run.device, json.dumps(run.profile.as_dict()), run.profile.batch, json.dumps(run.fingerprint),
+                 run.fingerprint["hardware_id"], run.status, run.started_at, run.fingerprint["cpbench"]),
+            )
+
+    def finish_run(self, run) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?",
+                (run.status, datetime.now(timezone.utc).isoformat(timespec="seconds"), run.id),
+            )
+
+    def delete_run(self, run_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM measurements WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+    def put_timing(self, run_id: str, timing) -> None:
+        stats = timing.stats.as_dict() if timing.stats else {}
+        row = {
+            "run_id": run_id, "model": timing.model, "file": timing.file, "sha256": timing.sha256, "macs": timing.macs,
+            "batch": timing.batch, "status": timing.status, "error": timing.error, "load_s": timing.load_s,
+            "first_s": timing.first_s, "warmup_runs": timing.warmup_runs, "n": stats.get("n"),
+            **{k: stats.get(k) for k in ("median_s", "mean_s", "stdev_pct", "p90_s", "p99_s", "min_s", "max_s", "iqr_s", "median_ci_low_s", "median_ci_high_s")},
+            "throughput_ips": timing.throughput_ips, "warnings": json.dumps(stats.get("warnings", [])),
+            "runtime": json.dumps(timing.runtime), "times": json.dumps(timing.times_s),
+        }
+        with self.transaction() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO measurements ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})", row
+            )
+
+    def runs(self) -> list[dict]:
+        rows = self.db.execute(
+            "SELECT r.id, r.device, r.batch, r.status, r.started_at, r.hardware_id,"
+            " (SELECT count(*) FROM measurements m WHERE m.run_id = r.id AND m.status = 'ok') AS ok,"
+            " (SELECT count(*) FROM measurements m WHERE m.run_id = r.id AND m.status != 'ok') AS failed"
+            " FROM runs r ORDER BY r.started_at, r.id"
+        )
+        return [dict(row) for row in rows]
+
+    def get_run(self, run_id: str) -> dict | None:
+        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        run = dict(row)
+        run["profile"], run["fingerprint"] = json.loads(run["profile"]), json.loads(run["fingerprint"])
+        run["measurements"] = []
+        for m in self.db.execute("SELECT * FROM measurements WHERE run_id = ? ORDER BY rowid", (run_id,)):
+            m = dict(m)
+            for key in ("warnings", "runtime", "times"):
+                m[key] = json.loads(m[key]) if m[key] else None
+            run["measurements"].append(m)
+        return run
 
     def close(self) -> None:
         self.db.close()

@@ -1,0 +1,134 @@
+"""Device profiles: profiles/<name>.toml says how to run a model (runtime, provider or device,
+threads, batch, graph optimisation, runtime options, measurement settings).
+
+Humans write the top of the file; `cpbench fit` will add a [fitted] table. Every key is checked:
+a typo or a wrong type is an error that names the key, never a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from cpbench.errors import UsageError
+from cpbench.timing import MeasureSettings
+
+GRAPH_OPTIMIZATION = ("disable", "basic", "extended", "all")
+RUNTIMES = ("onnxruntime", "openvino")
+TOP_LEVEL = {
+    "name": str, "description": str, "runtime": str, "provider": str, "device": str, "threads": int,
+    "batch": int, "graph_optimization": str, "options": dict, "measure": dict, "fitted": dict,
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    runtime: str
+    provider: str | None = None  # ONNX Runtime execution provider, e.g. CPUExecutionProvider
+    device: str | None = None  # OpenVINO device, e.g. CPU or GPU
+    threads: int = 0  # 0: the runtime's default (all cores)
+    batch: int = 1
+    graph_optimization: str = "all"
+    options: dict = field(default_factory=dict)  # runtime-specific: ORT session/provider options, OpenVINO config
+    measure: MeasureSettings = field(default_factory=MeasureSettings)
+    description: str = ""
+    fitted: dict | None = None
+    path: Path | None = None
+
+    def with_overrides(self, **changes: object) -> "Profile":
+        from dataclasses import replace
+
+        given = {k: v for k, v in changes.items() if v is not None}
+        return replace(self, **given) if given else self
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name, "runtime": self.runtime, "provider": self.provider, "device": self.device,
+            "threads": self.threads, "batch": self.batch, "graph_optimization": self.graph_optimization,
+            "options": dict(self.options), "measure": self.measure.as_dict(), "description": self.description,
+            "path": str(self.path) if self.path else None,
+        }
+
+
+def _fail(path: Path, message: str) -> UsageError:
+    return UsageError(f"invalid profile {path}: {message}")
+
+
+def parse_profile(text: str, path: Path) -> Profile:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _fail(path, f"not valid TOML ({exc})") from None
+    for key, value in data.items():
+        if key not in TOP_LEVEL:
+            raise _fail(path, f"unknown key '{key}'; known keys: {', '.join(TOP_LEVEL)}")
+        expected = TOP_LEVEL[key]
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise _fail(path, f"key '{key}' must be a {expected.__name__}, got {type(value).__name__}")
+    runtime = data.get("runtime")
+    if runtime is None:
+        raise _fail(path, f"missing key 'runtime' (one of {', '.join(RUNTIMES)})")
+    if runtime not in RUNTIMES:
+        raise _fail(path, f"key 'runtime' is {runtime!r}; use one of {', '.join(RUNTIMES)}")
+    if runtime == "onnxruntime" and not data.get("provider"):
+        raise _fail(path, "key 'provider' is required for onnxruntime (e.g. CPUExecutionProvider)")
+    if data.get("graph_optimization", "all") not in GRAPH_OPTIMIZATION:
+        raise _fail(path, f"key 'graph_optimization' must be one of {', '.join(GRAPH_OPTIMIZATION)}")
+    for key in ("threads", "batch"):
+        if key in data and data[key] < (0 if key == "threads" else 1):
+            raise _fail(path, f"key '{key}' must be >= {0 if key == 'threads' else 1}, got {data[key]}")
+    measure_fields = {f.name: f.type for f in fields(MeasureSettings)}
+    measure = data.get("measure", {})
+    for key, value in measure.items():
+        if key not in measure_fields:
+            raise _fail(path, f"unknown key 'measure.{key}'; known keys: {', '.join(measure_fields)}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise _fail(path, f"key 'measure.{key}' must be a number, got {type(value).__name__}")
+    merged = {**MeasureSettings().as_dict(), **measure}
+    bad = MeasureSettings.invalid_key(merged)
+    if bad:
+        raise _fail(path, f"key 'measure.{bad}' is out of range ({merged[bad]!r})")
+    settings = MeasureSettings(**measure)
+    return Profile(
+        name=data.get("name", path.stem),
+        runtime=runtime,
+        provider=data.get("provider"),
+        device=data.get("device", "CPU" if runtime == "openvino" else None),
+        threads=data.get("threads", 0),
+        batch=data.get("batch", 1),
+        graph_optimization=data.get("graph_optimization", "all"),
+        options=data.get("options", {}),
+        measure=settings,
+        description=data.get("description", ""),
+        fitted=data.get("fitted"),
+        path=path,
+    )
+
+
+# The profiles shipped with cpbench: the repository's profiles/ folder (a clone is a workspace).
+SHIPPED = Path(__file__).resolve().parents[1] / "profiles"
+
+
+def available_profiles(folder: Path) -> list[str]:
+    names = set()
+    for place in (folder, SHIPPED):
+        if place.is_dir():
+            names.update(p.stem for p in place.glob("*.toml"))
+    return sorted(names)
+
+
+def load_profile(name_or_path: str, folder: Path) -> Profile:
+    """A profile by path to a .toml file, or by name: the workspace's profiles/<name>.toml, else the shipped one."""
+    path = Path(name_or_path)
+    if not (path.suffix == ".toml" and path.is_file()):
+        candidates = [folder / f"{name_or_path}.toml", SHIPPED / f"{name_or_path}.toml"]
+        path = next((c for c in candidates if c.is_file()), candidates[0])
+    if not path.is_file():
+        known = ", ".join(available_profiles(folder)) or "none"
+        raise UsageError(
+            f"no device profile '{name_or_path}' (available: {known}); "
+            f"write {folder / (name_or_path + '.toml')} or pick one of those"
+        )
+    return parse_profile(path.read_text(), path)

@@ -1,0 +1,192 @@
+"""Timing runs: each model measured under a device profile in its own worker process, stored as it finishes.
+
+A worker that crashes, hangs or fails to load its model is recorded as failed and the sweep goes
+on; a device that is not really there (CUDA asked, CPU given) stops the run before any number is
+kept.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+from cpbench import __version__
+from cpbench.environment import fingerprint
+from cpbench.errors import UsageError
+from cpbench.profiles import Profile
+from cpbench.runtimes import DeviceUnavailable
+from cpbench.timing import TimingStats, summarize
+
+LOAD_ALLOWANCE_S = 300.0  # compile/session creation and the first run, on top of the measuring caps
+
+
+@dataclass
+class TimingTarget:
+    """A model to time: a stored model (name from the store) or any .onnx file."""
+
+    name: str
+    path: Path
+    sha256: str | None = None
+    macs: int | None = None
+
+
+@dataclass
+class ModelTiming:
+    model: str
+    status: str  # 'ok' | 'failed'
+    batch: int
+    macs: int | None = None
+    error: str | None = None
+    load_s: float | None = None
+    first_s: float | None = None
+    warmup_runs: int | None = None
+    stats: TimingStats | None = None
+    times_s: list[float] = field(default_factory=list)
+    runtime: dict = field(default_factory=dict)
+    file: str | None = None
+    sha256: str | None = None
+
+    @property
+    def throughput_ips(self) -> float | None:
+        return None if self.stats is None else self.batch / self.stats.median_s
+
+    @property
+    def gmacs_per_s(self) -> float | None:
+        if self.stats is None or not self.macs:
+            return None
+        return self.macs * self.batch / self.stats.median_s / 1e9
+
+    def as_dict(self, times: bool = False) -> dict:
+        out = {
+            "model": self.model, "status": self.status, "error": self.error, "batch": self.batch, "macs": self.macs,
+            "load_s": self.load_s, "first_s": self.first_s, "warmup_runs": self.warmup_runs,
+            "stats": None if self.stats is None else self.stats.as_dict(),
+            "throughput_ips": self.throughput_ips, "gmacs_per_s": self.gmacs_per_s, "runtime": self.runtime,
+            "file": self.file, "sha256": self.sha256,
+        }
+        if times:
+            out["times_s"] = self.times_s
+        return out
+
+
+def _worker(connection, path: str, profile: Profile, seed: int) -> None:
+    """Runs in a fresh process: load, measure, send back raw facts (no statistics here)."""
+    from cpbench.runtimes import get_runtime, make_inputs
+    from cpbench.timing import measure
+
+    try:
+        runtime = get_runtime(profile.runtime)
+        inputs = make_inputs(Path(path), profile.batch, seed)
+        loaded = runtime.load(Path(path), profile, inputs)
+        raw = measure(loaded.run, profile.measure)
+        connection.send({
+            "ok": True, "load_s": loaded.load_s, "first_s": raw.first_s, "warmup_runs": raw.warmup_runs,
+            "times": raw.times_s, "runtime": loaded.describe(),
+        })
+    except DeviceUnavailable as exc:
+        connection.send({"ok": False, "device": str(exc)})
+    except Exception as exc:  # the model failed; the parent records it and goes on
+        lines = str(exc).strip().splitlines()
+        connection.send({"ok": False, "error": f"{type(exc).__name__}: {lines[0] if lines else ''}"[:500]})
+    finally:
+        connection.close()
+
+
+def time_in_worker(target: TimingTarget, profile: Profile, seed: int = 0) -> ModelTiming:
+    """Measure one model in a spawned process; a crash or a hang is a failed model, not a failed run."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_worker, args=(sender, str(target.path), profile, seed), daemon=True)
+    process.start()
+    sender.close()
+    timeout = profile.measure.max_time_s * 2 + LOAD_ALLOWANCE_S
+    message = None
+    try:
+        if receiver.poll(timeout):
+            message = receiver.recv()
+    except EOFError:
+        message = None
+    finally:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+            process.join()
+    base = ModelTiming(target.name, "failed", profile.batch, macs=target.macs, file=str(target.path), sha256=target.sha256)
+    if message is None:
+        code = process.exitcode
+        base.error = f"worker crashed (exit code {code})" if code not in (None, 0) else f"no result within {timeout:.0f} s"
+        return base
+    if "device" in message:
+        raise DeviceUnavailable(message["device"])
+    if not message["ok"]:
+        base.error = message["error"]
+        return base
+    base.status = "ok"
+    base.load_s, base.first_s, base.warmup_runs = message["load_s"], message["first_s"], message["warmup_runs"]
+    base.times_s = message["times"]
+    base.stats = summarize(message["times"])
+    base.runtime = message["runtime"]
+    return base
+
+
+def new_run_id(device: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{device}-{stamp}-{secrets.token_hex(2)}"
+
+
+class TimingObserver(Protocol):
+    def model_started(self, index: int, total: int, target: TimingTarget) -> None: ...
+    def model_finished(self, timing: ModelTiming) -> None: ...
+
+
+@dataclass
+class TimingRun:
+    id: str
+    device: str
+    profile: Profile
+    fingerprint: dict
+    started_at: str
+    timings: list[ModelTiming] = field(default_factory=list)
+    status: str = "running"  # running | done | interrupted
+
+    def as_dict(self, times: bool = False) -> dict:
+        return {
+            "run_id": self.id, "device": self.device, "status": self.status, "started_at": self.started_at,
+            "profile": self.profile.as_dict(), "fingerprint": self.fingerprint,
+            "models": [t.as_dict(times) for t in self.timings],
+        }
+
+
+def run_timing(
+    store, device: str, profile: Profile, targets: list[TimingTarget], observer: TimingObserver | None = None,
+    seed: int = 0, run: TimingRun | None = None,
+) -> TimingRun:
+    """Time every target; each finished model is committed at once. Raises DeviceUnavailable (nothing
+    kept) when the device is not really there; KeyboardInterrupt keeps what finished."""
+    if not targets:
+        raise UsageError("no models to time; run 'cpbench export --preset timing --untrained' or pass --model FILE.onnx")
+    run = run or TimingRun(new_run_id(device), device, profile, fingerprint(), datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    store.start_run(run)
+    try:
+        for index, target in enumerate(targets):
+            if observer:
+                observer.model_started(index, len(targets), target)
+            timing = time_in_worker(target, profile, seed)
+            run.timings.append(timing)
+            store.put_timing(run.id, timing)
+            if observer:
+                observer.model_finished(timing)
+    except DeviceUnavailable:
+        store.delete_run(run.id)  # no numbers from a device that is not there
+        raise
+    except KeyboardInterrupt:
+        run.status = "interrupted"
+        store.finish_run(run)
+        raise
+    run.status = "done"
+    store.finish_run(run)
+    return run

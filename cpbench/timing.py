@@ -1,0 +1,159 @@
+"""The measurement protocol and its statistics, in the spirit of pyperf and OpenVINO's benchmark_app.
+
+One model is measured as: load/compile (timed apart) -> first inference (timed apart) -> warm-up
+-> timed runs until both a minimum duration and a minimum count are reached (with caps on both).
+Every run's time is kept; the summary reports median, mean, stdev %, p90, p99, min, IQR and a
+distribution-free 95 % confidence interval of the median, with warnings when the spread is too
+wide to trust.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from cpbench.errors import UsageError
+
+UNSTABLE_STDEV_PCT = 10.0  # pyperf warns above 10 %
+OUTLIER_SHARE = 0.05  # more than 5 % of runs beyond Q3 + 1.5 IQR
+MIN_TRUSTED_RUNS = 10
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """When to stop: both min_time_s and min_runs reached, or either cap hit."""
+
+    warmup_runs: int = 10
+    warmup_time_s: float = 0.2
+    min_time_s: float = 1.0
+    min_runs: int = 50
+    max_runs: int = 100_000
+    max_time_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        bad = self.invalid_key(asdict(self))
+        if bad:
+            raise UsageError(f"invalid measurement setting {bad}={getattr(self, bad)!r}; see 'cpbench time --help'")
+
+    @staticmethod
+    def invalid_key(values: dict) -> str | None:
+        """The first setting out of range in `values` (all fields present), or None."""
+        v = values
+        checks = {
+            "warmup_runs": v["warmup_runs"] >= 0, "warmup_time_s": v["warmup_time_s"] >= 0,
+            "min_time_s": v["min_time_s"] >= 0, "min_runs": v["min_runs"] >= 1,
+            "max_runs": v["max_runs"] >= v["min_runs"], "max_time_s": v["max_time_s"] > 0,
+        }
+        return next((key for key, ok in checks.items() if not ok), None)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TimingStats:
+    n: int
+    median_s: float
+    mean_s: float
+    stdev_s: float
+    stdev_pct: float
+    p90_s: float
+    p99_s: float
+    min_s: float
+    max_s: float
+    iqr_s: float
+    median_ci_low_s: float
+    median_ci_high_s: float
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def median_confidence_interval(sorted_times: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """Distribution-free interval of the median from order statistics (binomial, p = 1/2)."""
+    n = len(sorted_times)
+    if n < 6:  # too few runs for a 95 % interval: the whole range is the honest answer
+        return float(sorted_times[0]), float(sorted_times[-1])
+    alpha = 1 - confidence
+    lo = int(stats.binom.ppf(alpha / 2, n, 0.5))
+    hi = int(stats.binom.isf(alpha / 2, n, 0.5))
+    lo = max(lo - 1, 0)  # ranks are 1-based in the textbook form
+    hi = min(hi, n - 1)
+    return float(sorted_times[lo]), float(sorted_times[hi])
+
+
+def summarize(times: Sequence[float], timer_resolution_s: float | None = None) -> TimingStats:
+    """Statistics of per-run times (seconds), with pyperf-style warnings."""
+    if len(times) == 0:
+        raise ValueError("no timings to summarize")
+    t = np.sort(np.asarray(times, dtype=np.float64))
+    n = len(t)
+    median = float(np.median(t))
+    mean = float(t.mean())
+    stdev = float(t.std(ddof=1)) if n > 1 else 0.0
+    q1, q3 = np.percentile(t, [25, 75])
+    iqr = float(q3 - q1)
+    ci = median_confidence_interval(t)
+    warnings = []
+    stdev_pct = 100 * stdev / mean if mean > 0 else 0.0
+    if stdev_pct > UNSTABLE_STDEV_PCT:
+        warnings.append(f"unstable: the standard deviation is {stdev_pct:.0f}% of the mean (over {UNSTABLE_STDEV_PCT:.0f}%)")
+    outliers = int(np.sum(t > q3 + 1.5 * iqr))
+    if n >= MIN_TRUSTED_RUNS and outliers / n > OUTLIER_SHARE:
+        warnings.append(f"{outliers} of {n} runs ({outliers / n:.0%}) are outliers beyond Q3 + 1.5 IQR")
+    if n < MIN_TRUSTED_RUNS:
+        warnings.append(f"only {n} runs; use at least {MIN_TRUSTED_RUNS}")
+    resolution = timer_resolution_s if timer_resolution_s is not None else time.get_clock_info("perf_counter").resolution
+    if median < 100 * resolution:
+        warnings.append(f"the median ({median:.3g} s) is within 100x the timer resolution ({resolution:.3g} s)")
+    return TimingStats(
+        n=n, median_s=median, mean_s=mean, stdev_s=stdev, stdev_pct=stdev_pct,
+        p90_s=float(np.percentile(t, 90)), p99_s=float(np.percentile(t, 99)),
+        min_s=float(t[0]), max_s=float(t[-1]), iqr_s=iqr,
+        median_ci_low_s=ci[0], median_ci_high_s=ci[1], warnings=warnings,
+    )
+
+
+@dataclass
+class RawMeasurement:
+    first_s: float  # the first inference after load/compile, timed apart
+    warmup_runs: int
+    times_s: list[float]  # every timed run
+    wall_s: float  # warm-up and timed runs together
+
+
+def measure(run: Callable[[], object], settings: MeasureSettings, clock: Callable[[], float] = time.perf_counter) -> RawMeasurement:
+    """Time `run` per call: the first call, a warm-up, then runs until the stop rule says enough."""
+    started = clock()
+    t0 = clock()
+    run()
+    first = clock() - t0
+    warm_start = clock()
+    warmups = 0
+    while warmups < settings.warmup_runs or clock() - warm_start < settings.warmup_time_s:
+        run()
+        warmups += 1
+        if clock() - warm_start > settings.max_time_s:
+            break
+    times: list[float] = []
+    timed_start = clock()
+    while True:
+        t0 = clock()
+        run()
+        t1 = clock()
+        times.append(t1 - t0)
+        elapsed = t1 - timed_start
+        n = len(times)
+        if (n >= settings.min_runs and elapsed >= settings.min_time_s) or n >= settings.max_runs or elapsed >= settings.max_time_s:
+            break
+    return RawMeasurement(first_s=first, warmup_runs=warmups, times_s=times, wall_s=clock() - started)
+
+
+def geometric_mean(values: Sequence[float]) -> float:
+    return float(math.exp(np.mean(np.log(values)))) if len(values) else float("nan")
