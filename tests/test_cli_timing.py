@@ -1,0 +1,94 @@
+"""`cpbench time`, `runs` and `compare` as a user runs them (short measurements: seconds, not minutes)."""
+
+import json
+
+import pytest
+
+from test_cli import assert_one_line_error
+
+QUICK = ["--min-time", "0.05", "--min-runs", "20", "--warmup", "2"]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    from conftest import run_cli
+
+    ws = tmp_path_factory.mktemp("timing")
+    done = run_cli("export", "--config", "4,8,3,1", "--config", "8,12,3,2", "--untrained", "-w", str(ws))
+    assert done.returncode == 0, done.stderr
+    return ws
+
+
+def test_cuda_without_a_gpu_is_an_error_with_no_numbers(cli, workspace):
+    done = cli("time", "--device", "cuda", "-w", str(workspace))
+    assert_one_line_error(done, "asked for CUDAExecutionProvider", "no timings were taken")
+    runs = json.loads(cli("runs", "-w", str(workspace), "--json").stdout)
+    assert all(r["device"] != "cuda" for r in runs)
+
+
+def test_time_json_schema_and_stored_run(cli, workspace):
+    done = cli("time", "--device", "cpu-1thread", "-w", str(workspace), "--json", *QUICK)
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert run["device"] == "cpu-1thread" and run["status"] == "done" and run["run_id"].startswith("cpu-1thread-")
+    assert run["profile"]["threads"] == 1 and run["profile"]["measure"]["min_runs"] == 20
+    assert {"hardware", "hardware_id", "libraries", "python", "os"} <= set(run["fingerprint"])
+    assert len(run["models"]) == 2
+    for model in run["models"]:
+        assert model["status"] == "ok" and model["macs"] > 0
+        stats = model["stats"]
+        assert stats["n"] >= 20
+        assert stats["min_s"] <= stats["median_s"] <= stats["p90_s"] <= stats["p99_s"] <= stats["max_s"]
+        assert stats["median_ci_low_s"] <= stats["median_s"] <= stats["median_ci_high_s"]
+        assert model["load_s"] > 0 and model["first_s"] > 0 and model["gmacs_per_s"] > 0
+        assert model["runtime"]["providers_in_use"][0] == "CPUExecutionProvider"
+        assert model["runtime"]["intra_op_num_threads"] == 1
+    listed = json.loads(cli("runs", "-w", str(workspace), "--json").stdout)
+    assert any(r["id"] == run["run_id"] and r["ok"] == 2 for r in listed)
+
+
+def test_a_broken_model_is_recorded_and_the_sweep_goes_on(cli, workspace, tmp_path):
+    good = next((workspace / "models").rglob("*.onnx"))
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(good.read_bytes()[:300])
+    done = cli("time", "--device", "cpu-1thread", "--model", str(broken), "--model", str(good), "-w", str(workspace), "--json", *QUICK)
+    assert done.returncode == 1, done.stderr
+    models = json.loads(done.stdout)["models"]
+    assert [m["status"] for m in models] == ["failed", "ok"]
+    assert models[0]["error"]
+
+
+def test_openvino_and_throughput_batch(cli, workspace):
+    done = cli("time", "--device", "openvino", "--models", "*f4-s8*", "--batch", "4", "-w", str(workspace), "--json", *QUICK)
+    assert done.returncode == 0, done.stderr
+    model = json.loads(done.stdout)["models"][0]
+    assert model["batch"] == 4 and model["throughput_ips"] == pytest.approx(4 / model["stats"]["median_s"])
+    assert model["runtime"]["runtime"] == "openvino" and model["runtime"]["device"] == "CPU"
+
+
+def test_compare_two_runs(cli, workspace):
+    ids = []
+    for _ in range(2):
+        done = cli("time", "--device", "cpu-1thread", "-w", str(workspace), "--json", *QUICK)
+        ids.append(json.loads(done.stdout)["run_id"])
+    result = cli("compare", *ids, "-w", str(workspace), "--json")
+    assert result.returncode == 0, result.stderr
+    comparison = json.loads(result.stdout)
+    assert comparison["run_a"] == ids[0] and len(comparison["models"]) == 2 and comparison["same_hardware"]
+    for model in comparison["models"]:
+        assert model["ratio"] == pytest.approx(model["median_b_s"] / model["median_a_s"])
+        assert 0 <= model["p_value"] <= 1 and model["verdict"] in ("faster", "slower", "same")
+    assert comparison["geometric_mean_ratio"] > 0
+    table = cli("compare", *ids, "-w", str(workspace))
+    assert "geometric mean" in table.stdout
+
+
+def test_time_bad_input(cli, workspace, tmp_path):
+    assert_one_line_error(cli("time", "--device", "tpu", "-w", str(workspace)), "no device profile 'tpu'")
+    assert_one_line_error(cli("time", "--device", "cpu", "-w", str(tmp_path)), "no models")
+    assert_one_line_error(cli("time", "--device", "cpu", "--model", str(tmp_path / "x.onnx"), "-w", str(workspace)), "does not exist")
+    assert_one_line_error(cli("time", "--device", "cpu", "--batch", "0", "-w", str(workspace)), "--batch must be >= 1")
+    assert_one_line_error(cli("compare", "nope-a", "nope-b", "-w", str(workspace)), "no run 'nope-a'")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('runtime = "onnxruntime"\nprovider = "CPUExecutionProvider"\nthreds = 1\n')
+    assert_one_line_error(cli("time", "--device", str(bad), "-w", str(workspace)), "unknown key 'threds'")

@@ -1,0 +1,51 @@
+"""Device profiles: the shipped ones parse, and every mistake names its key."""
+
+from pathlib import Path
+
+import pytest
+
+from cpbench.errors import UsageError
+from cpbench.profiles import SHIPPED, load_profile, parse_profile
+
+
+def test_shipped_profiles():
+    cpu = load_profile("cpu", Path("/nonexistent"))
+    assert cpu.runtime == "onnxruntime" and cpu.provider == "CPUExecutionProvider" and cpu.batch == 1
+    assert cpu.measure.min_runs == 50 and cpu.measure.min_time_s == 1.0
+    openvino = load_profile("openvino", SHIPPED)
+    assert openvino.runtime == "openvino" and openvino.device == "CPU" and openvino.options["PERFORMANCE_HINT"] == "LATENCY"
+    cuda = load_profile("cuda", SHIPPED)
+    assert cuda.provider == "CUDAExecutionProvider" and cuda.options["provider"]["device_id"] == 0
+    assert load_profile("cpu-1thread", SHIPPED).threads == 1
+
+
+def test_a_workspace_profile_wins_and_a_path_works(tmp_path):
+    (tmp_path / "cpu.toml").write_text('runtime = "onnxruntime"\nprovider = "CPUExecutionProvider"\nthreads = 3\n')
+    assert load_profile("cpu", tmp_path).threads == 3
+    assert load_profile(str(tmp_path / "cpu.toml"), Path("/nowhere")).threads == 3
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('runtime = "onnxruntime"\nprovider = "CPUExecutionProvider"\nthread = 2\n', "unknown key 'thread'"),
+        ('runtime = "onnxruntime"\nprovider = "CPUExecutionProvider"\nthreads = "2"\n', "key 'threads' must be a int"),
+        ('provider = "CPUExecutionProvider"\n', "missing key 'runtime'"),
+        ('runtime = "tensorflow"\n', "key 'runtime' is 'tensorflow'"),
+        ('runtime = "onnxruntime"\n', "key 'provider' is required"),
+        ('runtime = "onnxruntime"\nprovider = "X"\ngraph_optimization = "max"\n', "key 'graph_optimization'"),
+        ('runtime = "onnxruntime"\nprovider = "X"\nbatch = 0\n', "key 'batch' must be >= 1"),
+        ('runtime = "openvino"\n[measure]\nmin_rums = 5\n', "unknown key 'measure.min_rums'"),
+        ('runtime = "openvino"\n[measure]\nmin_runs = 0\n', "key 'measure.min_runs' is out of range"),
+        ('runtime = "openvino"\n[measure]\nmin_time_s = "long"\n', "key 'measure.min_time_s' must be a number"),
+        ('runtime = openvino\n', "not valid TOML"),
+    ],
+)
+def test_profile_errors_name_the_key(text, message):
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_profile(text, Path("profiles/x.toml"))
+
+
+def test_missing_profile_lists_the_known_ones(tmp_path):
+    with pytest.raises(UsageError, match="no device profile 'tpu'.*cpu, cpu-1thread, cuda, openvino"):
+        load_profile("tpu", tmp_path)

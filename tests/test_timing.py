@@ -1,0 +1,71 @@
+"""The measurement protocol and its statistics, on synthetic timings."""
+
+import numpy as np
+import pytest
+
+from cpbench.errors import UsageError
+from cpbench.timing import MeasureSettings, geometric_mean, measure, median_confidence_interval, summarize
+
+
+def test_summary_statistics_of_known_samples():
+    times = [float(x) for x in range(1, 101)]  # 1..100
+    s = summarize(times, timer_resolution_s=1e-9)
+    assert s.n == 100 and s.median_s == 50.5 and s.mean_s == 50.5 and s.min_s == 1 and s.max_s == 100
+    assert s.p90_s == pytest.approx(90.1) and s.p99_s == pytest.approx(99.01)
+    assert s.iqr_s == pytest.approx(49.5)
+    assert s.median_ci_low_s < 50.5 < s.median_ci_high_s
+    assert s.stdev_pct == pytest.approx(100 * np.std(times, ddof=1) / 50.5)
+
+
+def test_median_interval_covers_the_true_median_about_95_percent_of_the_time():
+    rng = np.random.default_rng(1)
+    true_median = np.exp(0.0)  # lognormal(0, 0.3)
+    hits = 0
+    for _ in range(400):
+        sample = np.sort(rng.lognormal(0.0, 0.3, 60))
+        lo, hi = median_confidence_interval(sample)
+        hits += lo <= true_median <= hi
+    assert 0.92 <= hits / 400 <= 0.995
+
+
+def test_warnings_when_the_spread_is_too_wide_or_runs_too_few():
+    steady = summarize([1.0 + 0.001 * (i % 5) for i in range(100)], timer_resolution_s=1e-9)
+    assert steady.warnings == []
+    noisy = summarize([1.0] * 80 + [5.0] * 20, timer_resolution_s=1e-9)
+    assert any("unstable" in w for w in noisy.warnings) and any("outliers" in w for w in noisy.warnings)
+    few = summarize([1.0, 1.1, 1.2], timer_resolution_s=1e-9)
+    assert any("only 3 runs" in w for w in few.warnings)
+    tiny = summarize([1e-8] * 20, timer_resolution_s=1e-9)
+    assert any("timer resolution" in w for w in tiny.warnings)
+
+
+class FakeClock:
+    def __init__(self, step: float):
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_stop_rule_needs_both_duration_and_count():
+    calls = []
+    # each clock read advances 1 ms: a run costs 1 ms between its two reads
+    by_count = measure(lambda: calls.append(1), MeasureSettings(warmup_runs=3, warmup_time_s=0, min_time_s=0.01, min_runs=50), FakeClock(0.001))
+    assert len(by_count.times_s) == 50  # 50 runs take 0.1 s > 0.01 s: the count decides
+    by_time = measure(lambda: None, MeasureSettings(warmup_runs=0, warmup_time_s=0, min_time_s=1.0, min_runs=5), FakeClock(0.001))
+    assert 400 <= len(by_time.times_s) <= 600  # ~2 ms per iteration: the duration decides
+    capped = measure(lambda: None, MeasureSettings(warmup_runs=0, warmup_time_s=0, min_time_s=100, min_runs=5, max_runs=20), FakeClock(0.001))
+    assert len(capped.times_s) == 20
+    assert by_count.warmup_runs == 3 and by_count.first_s == pytest.approx(0.001)
+
+
+def test_measure_settings_validation():
+    with pytest.raises(UsageError, match="min_runs"):
+        MeasureSettings(min_runs=0)
+    with pytest.raises(UsageError, match="max_runs"):
+        MeasureSettings(min_runs=100, max_runs=10)
+
+
+def test_geometric_mean():
+    assert geometric_mean([0.5, 2.0]) == pytest.approx(1.0)
