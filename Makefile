@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   - install, fetch FashionMNIST if missing, run the main job on the embedded defaults
+#   make demo   - install, fetch FashionMNIST if missing, then export the quick preset, recount paper 003,
+#                 and time the models on the CPU (ONNX Runtime) and OpenVINO
 #   make test   - install, fetch FashionMNIST if missing, run the tests
 PYTHON ?= python3
 VENV ?= .venv
@@ -24,6 +25,9 @@ data: $(VENV)/.installed
 demo: setup
 	$(BIN)/cpbench export --preset quick
 	$(BIN)/cpbench models
+	$(BIN)/cpbench zoo table
+	$(BIN)/cpbench time --device cpu --models 'family/*'
+	$(BIN)/cpbench time --device openvino --models 'family/*'
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -31,6 +35,9 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/quick_preset.py
+	$(BIN)/python benchmarks/count_speed.py
+	$(BIN)/python benchmarks/timing_overhead.py
+	$(BIN)/python benchmarks/openvino_agreement.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
