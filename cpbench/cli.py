@@ -197,9 +197,9 @@ def zoo_table_command(
                     core[name] = record.core_macs / 1e9
     missing = [n for n in needed if n not in core]
     if missing:
-        from rich.progress import Progress
+        from cpbench.render import bar_progress
 
-        with Progress(console=err if as_json else out, transient=True) as progress:
+        with bar_progress(err if as_json else out, transient=True) as progress:
             task = progress.add_task("counting (export in memory)", total=len(missing))
             for name in missing:
                 progress.update(task, description=f"counting {name} at 224x224x3")

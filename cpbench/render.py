@@ -36,21 +36,19 @@ def fmt_macs(value: int | None) -> str:
     return str(value)
 
 
+def bar_progress(console: Console, transient: bool = False) -> Progress:
+    """The one progress layout: spinner, what is running, bar, i/N, elapsed, ETA."""
+    return Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, transient=transient,
+    )
+
+
 class SweepProgress:
     """Two bars: configs done of all, and the current config's training steps with its loss."""
 
     def __init__(self, console: Console) -> None:
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
+        self.progress = bar_progress(console)
         self.overall = None
         self.current = None
 
@@ -182,9 +180,7 @@ class TimingProgress:
     """One bar over the models of a run, naming the one being measured."""
 
     def __init__(self, console: Console) -> None:
-        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
-                                 transient=True)
+        self.progress = bar_progress(console, transient=True)
         self.task = None
 
     def __enter__(self) -> "TimingProgress":
