@@ -19,7 +19,10 @@ def start_export(workspace):
     args = [sys.executable, "-m", "cpbench.cli", "export", "--recipe", "smoke", "--train-subset", SUBSET, "-w", str(workspace)]
     for config in CONFIGS:
         args += ["--config", config]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell that starts jobs in the background (CI, nohup ... &) leaves SIGINT ignored in its
+    # children; restore the default so the child behaves as in a terminal where Ctrl-C is pressed
+    restore_ctrl_c = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=restore_ctrl_c)
 
 
 def finished_rows(workspace) -> int:
