@@ -44,24 +44,37 @@ def bar_progress(console: Console, transient: bool = False) -> Progress:
     )
 
 
-class SweepProgress:
-    """Two bars: configs done of all, and the current config's training steps with its loss."""
+class LazyProgress:
+    """A live display that appears only once work begins, so an early error prints nothing else."""
 
-    def __init__(self, console: Console) -> None:
-        self.progress = bar_progress(console)
-        self.overall = None
-        self.current = None
+    def __init__(self, console: Console, transient: bool = False) -> None:
+        self.progress = bar_progress(console, transient)
+        self.started = False
 
-    def __enter__(self) -> "SweepProgress":
+    def __enter__(self) -> "LazyProgress":
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.overall is not None:
+        if self.started:
             self.progress.__exit__(*exc)
 
-    def job_started(self, index: int, total: int, job: Job) -> None:
-        if self.overall is None:  # start the live display only once work begins
+    def start(self) -> None:
+        if not self.started:
             self.progress.__enter__()
+            self.started = True
+
+
+class SweepProgress(LazyProgress):
+    """Two bars: configs done of all, and the current config's training steps with its loss."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console)
+        self.overall = None
+        self.current = None
+
+    def job_started(self, index: int, total: int, job: Job) -> None:
+        if self.overall is None:
+            self.start()
             self.overall = self.progress.add_task("configs", total=total)
         self.progress.update(self.overall, description=f"model {index + 1}/{total} {job.label}")
         if self.current is not None:
@@ -176,23 +189,16 @@ def fmt_seconds(value: float | None) -> str:
     return f"{value:.3f} s"
 
 
-class TimingProgress:
+class TimingProgress(LazyProgress):
     """One bar over the models of a run, naming the one being measured."""
 
     def __init__(self, console: Console) -> None:
-        self.progress = bar_progress(console, transient=True)
+        super().__init__(console, transient=True)
         self.task = None
-
-    def __enter__(self) -> "TimingProgress":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.task is not None:
-            self.progress.__exit__(*exc)
 
     def model_started(self, index: int, total: int, target) -> None:
         if self.task is None:
-            self.progress.__enter__()
+            self.start()
             self.task = self.progress.add_task("timing", total=total)
         self.progress.update(self.task, description=f"timing {index + 1}/{total} {target.name}")
 
