@@ -9,7 +9,7 @@ import io
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ class ExportedModel:
     opset: int
     max_abs_diff: float
     exporter: str
+    proto: onnx.ModelProto | None = field(default=None, repr=False, compare=False)  # parsed form of `data`
 
 
 EXPORTERS = ("auto", "torchscript", "dynamo")
@@ -72,7 +73,7 @@ def export_onnx(
         raise ExportError(
             f"ONNX Runtime output differs from torch by {diff:.3g} (tolerance {tolerance}); the export is not faithful"
         )
-    return ExportedModel(data, hashlib.sha256(data).hexdigest(), opset, diff, f"torch.onnx {used} (torch {torch.__version__})")
+    return ExportedModel(data, hashlib.sha256(data).hexdigest(), opset, diff, f"torch.onnx {used} (torch {torch.__version__})", proto)
 
 
 def to_onnx(model: nn.Module, example: torch.Tensor, exporter: str = "auto", opset: int = OPSET) -> tuple[onnx.ModelProto, str]:

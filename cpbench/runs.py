@@ -14,7 +14,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
-from cpbench import __version__
 from cpbench.environment import fingerprint
 from cpbench.errors import UsageError
 from cpbench.profiles import Profile

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import onnx
 import torch
 
 from cpbench import __version__
@@ -29,6 +28,16 @@ from cpbench.store import ModelRecord, Store, Workspace
 from cpbench.train import Recipe, TrainResult, train_model
 
 UNTRAINED = "untrained"
+
+
+def untrained_fields(seed: int) -> dict:
+    """The identity of an untrained export: only the seed of its random weights matters."""
+    return {"untrained": True, "seed": seed}
+
+
+def model_file(name: str) -> str:
+    """Where a model's ONNX file lives, relative to the workspace."""
+    return f"models/{name}.onnx"
 
 
 class Job(Protocol):
@@ -66,7 +75,7 @@ class ExportJob:
 
     @property
     def recipe_fields(self) -> dict:
-        return self.recipe.fields() if self.recipe else {"untrained": True, "seed": self.seed}
+        return self.recipe.fields() if self.recipe else untrained_fields(self.seed)
 
     @property
     def recipe_hash(self) -> str:
@@ -80,7 +89,7 @@ class ExportJob:
 
     @property
     def relative_file(self) -> str:
-        return f"models/{self.name}.onnx"
+        return model_file(self.name)
 
     @property
     def label(self) -> str:
@@ -213,7 +222,7 @@ def run_family_job(job: ExportJob, observer: SweepObserver | None = None) -> Job
     exported = export_onnx(model, input_shape, metadata, exporter=job.exporter)
     return JobResult(
         exported=exported,
-        count=count_model(onnx.load_from_string(exported.data)),
+        count=count_model(exported.proto),
         params=count_parameters(model),
         input_shape=input_shape,
         num_classes=classes,

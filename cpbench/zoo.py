@@ -13,7 +13,6 @@ import warnings
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
-import onnx
 import torch
 from torch import nn
 
@@ -24,7 +23,7 @@ from cpbench.export import export_onnx, to_onnx
 from cpbench.family import count_parameters
 from cpbench.hashing import stable_hash
 from cpbench.store import ModelRecord
-from cpbench.sweep import JobResult, SilentObserver, SweepObserver
+from cpbench.sweep import UNTRAINED, JobResult, SweepObserver, model_file, untrained_fields
 
 # Paper 003, Table 1: (row label, torchvision model, GFLOPs as printed). Its FLOPs are 2 x MACs at 224x224.
 PAPER_003_TABLE_1 = (
@@ -110,15 +109,15 @@ class ZooJob:
 
     @property
     def relative_file(self) -> str:
-        return f"models/{self.name}.onnx"
+        return model_file(self.name)
 
     @property
     def recipe_name(self) -> str:
-        return "untrained"
+        return UNTRAINED
 
     @property
     def recipe_fields(self) -> dict:
-        return {"untrained": True, "seed": self.seed}
+        return untrained_fields(self.seed)
 
     @property
     def recipe_hash(self) -> str:
@@ -133,7 +132,7 @@ class ZooJob:
         exported = export_onnx(model, shape, metadata, exporter=self.exporter, tolerance=ZOO_PARITY_TOLERANCE)
         return JobResult(
             exported=exported,
-            count=count_model(onnx.load_from_string(exported.data)),
+            count=count_model(exported.proto),
             params=count_parameters(model),
             input_shape=shape,
             num_classes=self.num_classes,

@@ -1,7 +1,6 @@
 """Closed-form checks of each counting handler on tiny hand-built ONNX graphs."""
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 

@@ -1,7 +1,6 @@
 """An interrupted export keeps what finished, leaves no partial file or row, and resumes."""
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
