@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -11,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.console import Console
 
 from cpbench import __version__
+from cpbench.cli_common import ClickException, DataDirOption, JsonOption, WorkspaceOption, err, out, print_json
 from cpbench.errors import CpbenchError, UsageError
 
 if TYPE_CHECKING:
@@ -27,22 +26,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
-
-# click's exception base, whether typer vendors click (>= 0.20) or depends on it
-ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
-
-WorkspaceOption = Annotated[Path, typer.Option("--workspace", "-w", help="Folder holding models/, profiles/, reports/ and the store.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout (progress goes to stderr).")]
-DataDirOption = Annotated[
-    Optional[Path],
-    typer.Option("--data-dir", help="Folder with the FashionMNIST IDX files; default: $CPBENCH_DATA, then /usr/share/datasets/fashion-mnist."),
-]
-
-
-def print_json(payload: object) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
 
 
 @app.command("export")
@@ -413,6 +396,14 @@ def data_command(
         print_json({"dataset": "fashionmnist", "folder": str(folder), "installed_now": installed})
     else:
         out.print(f"FashionMNIST: {folder}" + (" (installed now)" if installed else ""))
+
+
+# commands that live in their own modules
+from cpbench import cli_fit  # noqa: E402 - after `app` exists
+
+app.command("fit")(cli_fit.fit_command)
+app.command("predict")(cli_fit.predict_command)
+app.add_typer(cli_fit.profiles_app, name="profiles")
 
 
 @app.callback(invoke_without_command=True)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +16,7 @@ import torch
 from torch import nn
 
 from cpbench.errors import ExportError
+
 
 OPSET = 18
 PARITY_TOLERANCE = 1e-4
@@ -138,21 +137,6 @@ def parity_max_abs_diff(model: nn.Module, onnx_bytes: bytes, input_shape: tuple[
     (actual,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     return float(np.max(np.abs(actual - expected)))
 
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def sha256_of(path: Path) -> str:

@@ -21,7 +21,8 @@ from cpbench.config import Config
 from cpbench.counting import GraphCount, count_model
 from cpbench.data import DatasetSpec, dataset_shape, locate_fashion_mnist, prepare
 from cpbench.errors import UsageError
-from cpbench.export import ExportedModel, export_onnx, sha256_of, write_atomically
+from cpbench.export import ExportedModel, export_onnx, sha256_of
+from cpbench.files import write_atomically
 from cpbench.hashing import stable_hash
 from cpbench.family import build_family_model, count_parameters
 from cpbench.store import ModelRecord, Store, Workspace

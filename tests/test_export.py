@@ -6,7 +6,8 @@ import torch
 from cpbench import export as export_module
 from cpbench.config import Config
 from cpbench.errors import ExportError
-from cpbench.export import PARITY_TOLERANCE, export_onnx, write_atomically
+from cpbench.export import PARITY_TOLERANCE, export_onnx
+from cpbench.files import write_atomically
 from cpbench.family import build_family_model
 
 
