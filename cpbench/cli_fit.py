@@ -44,8 +44,12 @@ def fit_command(
     from cpbench.render_fit import fit_summary
     from cpbench.store import Workspace
 
+    from cpbench.complexity import get_model_spec
+
     if folds < 2:
         raise UsageError(f"--folds must be >= 2, got {folds}")
+    for name in model or []:
+        get_model_spec(name)
     ws = Workspace(workspace)
     profile = load_profile(device, ws.profiles_dir)
     if not ws.store_path.exists():
@@ -84,10 +88,10 @@ def predict_command(
     from cpbench.render import fmt_macs, fmt_seconds
     from cpbench.store import Workspace
 
+    configs = [Config.parse(c) for c in config]
     ws = Workspace(workspace)
     profile = load_profile(device, ws.profiles_dir)
     predictor = predictor_from_profile(profile, model)
-    configs = [Config.parse(c) for c in config]
     layers = Layers.of(configs, predictor.in_channels)
     seconds = predictor.predict(layers)
     low, high = predictor.bounds(seconds)

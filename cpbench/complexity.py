@@ -157,7 +157,7 @@ def error_metrics(predicted: np.ndarray, measured: np.ndarray) -> ErrorMetrics:
     r2 = 1 - float(np.sum((measured - predicted) ** 2)) / total if total > 0 else float("nan")
     return ErrorMetrics(
         n=len(measured), r2=r2, mape=float(ape.mean()), max_ape=float(ape.max()), rmspe=float(np.sqrt(np.mean(rel**2))),
-        within_10=float(np.mean(ape <= 0.10)), within_5=float(np.mean(ape <= 0.05)),
+        within_10=float(np.mean(ape <= 0.10 + 1e-12)), within_5=float(np.mean(ape <= 0.05 + 1e-12)),
         rel_q025=float(np.quantile(rel, 0.025)), rel_q975=float(np.quantile(rel, 0.975)),
     )
 

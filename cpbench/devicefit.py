@@ -111,10 +111,15 @@ def fit_device(observations: Observations, models: list[str] | None = None, fold
             raise UsageError(f"unknown time model {name!r}; choose from {', '.join(MODELS)}")
     names = list(dict.fromkeys(["linear-rel", *names]))  # the verdict always needs the linear model
     groups = {g: np.array([getattr(c, g) for c in configs]) for g in GROUPS}
-    evaluations = {}
+    evaluations, skipped = {}, []
     for name in names:
         spec = MODELS[name]
-        evaluations[name] = evaluate(spec, feature_matrix(spec.features, layers), times, groups, folds, seed)
+        try:
+            evaluations[name] = evaluate(spec, feature_matrix(spec.features, layers), times, groups, folds, seed)
+        except UsageError as exc:
+            if models and name in models:  # asked for by name: say why it cannot be fitted
+                raise
+            skipped.append(f"{name} not fitted: {exc}")
     best = min(evaluations.values(), key=lambda e: e.kfold.mape)
     columns = {name: fn(layers) for name, fn in FEATURES.items()}
     f_test = None
@@ -134,6 +139,7 @@ def fit_device(observations: Observations, models: list[str] | None = None, fold
         observations.runs, observations.hardware_ids,
     )
     result.verdict = verdict(observations.device, observations.batch, law, f_test, evaluations["linear-rel"], best)
+    result.warnings.extend(skipped)
     if len(observations.hardware_ids) > 1:
         result.warnings.append(
             f"the runs fitted were measured on {len(observations.hardware_ids)} different machines; pass --run to fit one"

@@ -1,0 +1,151 @@
+"""`cpbench fit`, `predict` and `profiles` as a user runs them, on a store holding synthetic timings
+(the fitting is what is tested here; real timing is tested in test_cli_timing)."""
+
+import json
+import shutil
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cpbench.config import Config
+from cpbench.environment import fingerprint
+from cpbench.features import FEATURES, Layers
+from cpbench.profiles import FITTED_MARKER, SHIPPED, load_profile
+from cpbench.runs import ModelTiming, TimingRun
+from cpbench.store import ModelRecord, Workspace
+from cpbench.timing import summarize
+from test_cli import assert_one_line_error
+
+
+def truth(configs: list[Config]) -> np.ndarray:
+    """A device where time is per-layer work plus a per-layer constant, not proportional to MACs."""
+    x = Layers.of(configs)
+    return 8e-6 + 5e-6 * FEATURES["layers"](x) + 2e-12 * FEATURES["conv_macs"](x) + 1e-9 * FEATURES["conv_outputs"](x)
+
+
+def record(config: Config) -> ModelRecord:
+    macs = int(FEATURES["macs"](Layers.of([config]))[0])
+    return ModelRecord(
+        name=f"family/fashionmnist-untrained/{config.id}", kind="family", dataset="fashionmnist", input_shape=(1, config.s, config.s),
+        num_classes=10, recipe_name="untrained", recipe_hash="0", recipe={}, params=1, file=f"models/{config.id}.onnx",
+        sha256="0", opset=18, exporter="torchscript", parity_max_abs_diff=0.0, cpbench_version="test",
+        config_id=config.id, f=config.f, s=config.s, k=config.k, l=config.l, macs=macs,
+    )
+
+
+def add_run(ws: Workspace, device: str, configs: list[Config], times: np.ndarray, hardware_id: str | None = None, seed: int = 0) -> str:
+    rng = np.random.default_rng(seed)
+    profile = load_profile(device, ws.profiles_dir)
+    env = fingerprint()
+    if hardware_id:
+        env["hardware_id"] = hardware_id
+    run = TimingRun(f"{device}-synthetic-{seed}", device, profile, env, "2026-01-01T00:00:00+00:00")
+    with ws.open_store() as store:
+        store.start_run(run)
+        for config, t in zip(configs, times):
+            store.put_model(record(config))
+            samples = (t * (1 + 0.01 * rng.standard_normal(30))).tolist()
+            timing = ModelTiming(record(config).name, "ok", 1, macs=record(config).macs, stats=summarize(samples), times_s=samples)
+            store.put_timing(run.id, timing)
+        run.status = "done"
+        store.finish_run(run)
+    return run.id
+
+
+def random_configs(n: int, seed: int) -> list[Config]:
+    rng = np.random.default_rng(seed)
+    out = set()
+    while len(out) < n:
+        l = int(rng.integers(1, 4))  # noqa: E741
+        out.add(Config(int(rng.integers(1, 65)), int(rng.integers(2**l, 29)), int(rng.integers(1, 6)), l))
+    return sorted(out)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    ws = Workspace(tmp_path)
+    ws.profiles_dir.mkdir(parents=True)
+    shutil.copy(SHIPPED / "cpu.toml", ws.profiles_dir / "cpu.toml")
+    return ws
+
+
+def test_fit_gives_the_verdict_and_writes_the_profile_below_the_hand_written_part(cli, workspace):
+    configs = random_configs(60, 0)
+    add_run(workspace, "cpu", configs, truth(configs))
+    hand_written = (workspace.profiles_dir / "cpu.toml").read_text()
+    done = cli("fit", "--device", "cpu", "-w", str(workspace.root), "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["n"] == 60 and result["batch"] == 1
+    assert result["best"].startswith("layerwise")
+    assert result["models"][result["best"]]["kfold"]["mape"] < 0.03 < result["models"]["linear-rel"]["kfold"]["mape"]
+    assert result["power_law"]["ci_high"] < 1.0 and "not proportional" in result["verdict"]
+    assert result["f_test"]["p_value"] < 1e-6
+    assert set(result["models"]["linear"]["leave_one_family_out"]) == {"l", "k"}
+    assert result["models"]["eq1"]["normalised"]["alpha1"] > 0
+
+    text = (workspace.profiles_dir / "cpu.toml").read_text()
+    assert text.startswith(hand_written.rstrip("\n")) and text.count(FITTED_MARKER) == 1
+    fitted = tomllib.loads(text)["fitted"]
+    assert fitted["best"] == result["best"] and fitted["n"] == 60
+    assert fitted["fingerprint"]["hardware_id"] == fingerprint()["hardware_id"]
+    assert {"date", "cpbench_version", "statistic", "runs"} <= set(fitted)
+    # a second fit replaces the fitted part, never duplicates it, and keeps the hand-written part
+    assert cli("fit", "--device", "cpu", "-w", str(workspace.root), "--statistic", "p10").returncode == 0
+    text = (workspace.profiles_dir / "cpu.toml").read_text()
+    assert text.count(FITTED_MARKER) == 1 and text.startswith(hand_written.rstrip("\n"))
+    assert tomllib.loads(text)["fitted"]["statistic"] == "p10"
+
+    shown = cli("profiles", "show", "cpu", "-w", str(workspace.root))
+    assert shown.returncode == 0 and result["best"] in shown.stdout and "not proportional" in shown.stdout
+
+    predicted = cli("predict", "--device", "cpu", "-c", "32,24,3,2", "-c", "f64-s28-k5-l3", "-w", str(workspace.root), "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    rows = json.loads(predicted.stdout)["predictions"]
+    expected = truth([Config(32, 24, 3, 2), Config(64, 28, 5, 3)])
+    for row, want in zip(rows, expected):
+        assert row["predicted_s"] == pytest.approx(want, rel=0.05)
+        assert row["low_s"] <= row["predicted_s"] <= row["high_s"]
+
+
+def test_fit_warns_when_the_profile_was_fitted_on_other_hardware(cli, workspace):
+    configs = random_configs(30, 1)
+    add_run(workspace, "cpu", configs, truth(configs), hardware_id="another-machine")
+    assert cli("fit", "--device", "cpu", "-w", str(workspace.root)).returncode == 0
+    add_run(workspace, "cpu", configs, truth(configs), seed=1)
+    done = cli("fit", "--device", "cpu", "-w", str(workspace.root), "--json", "--run", "cpu-synthetic-1")
+    assert done.returncode == 0, done.stderr
+    assert any("other hardware" in w for w in json.loads(done.stdout)["warnings"])
+    mixed = json.loads(cli("fit", "--device", "cpu", "-w", str(workspace.root), "--json", "--no-write").stdout)
+    assert any("different machines" in w for w in mixed["warnings"])
+
+
+def test_fit_bad_input(cli, workspace):
+    root = str(workspace.root)
+    assert_one_line_error(cli("fit", "--device", "cpu", "-w", root), "no store", "cpbench time --device cpu")
+    few = random_configs(5, 2)
+    add_run(workspace, "cpu", few, truth(few))
+    assert_one_line_error(cli("fit", "--device", "cpu", "-w", root), "too few timed family configs", "--preset timing")
+    assert_one_line_error(cli("fit", "--device", "openvino", "-w", root), "never timed", "cpbench time --device openvino")
+    assert_one_line_error(cli("fit", "--device", "cpu", "--model", "nonsense", "-w", root), "unknown", "layerwise")
+    assert_one_line_error(cli("fit", "--device", "cpu", "--statistic", "p99.9", "-w", root), "unknown statistic", "median")
+    assert_one_line_error(cli("fit", "--device", "cpu", "--folds", "1", "-w", root), "--folds", ">= 2")
+    assert_one_line_error(cli("predict", "--device", "cpu", "-c", "1,2", "-w", root), "invalid config", "64,28,5,3")
+    assert_one_line_error(cli("predict", "--device", "cpu", "-c", "8,8,3,1", "-w", root), "no fitted time model", "cpbench fit --device cpu")
+    assert_one_line_error(cli("profiles", "show", "nope", "-w", root), "no device profile 'nope'", "cpu")
+    # nothing was written by the failed fits
+    assert FITTED_MARKER not in (workspace.profiles_dir / "cpu.toml").read_text()
+
+
+def test_degenerate_timings_are_a_usage_error():
+    """Ten timings of models that all have the same MACs cannot say how time follows MACs."""
+    from cpbench.devicefit import fit_device
+    from cpbench.errors import UsageError
+    from cpbench.observations import Observation, Observations
+
+    config = Config(8, 16, 3, 2)
+    points = [Observation(f"copy{i}", "family", 1e-4 * (1 + i / 100), 1000, "run", config) for i in range(10)]
+    with pytest.raises(UsageError, match="degenerate data: every timed config has the same MACs"):
+        fit_device(Observations("cpu", 1, "median", points))

@@ -1,0 +1,117 @@
+"""Time models: closed-form features, coefficient recovery with honest intervals, held-out errors,
+linearity tests, and the profile's [fitted] table."""
+
+import numpy as np
+import pytest
+
+from cpbench.complexity import (
+    MODELS, error_metrics, evaluate, fit_model, group_test_sets, held_out_predictions, kfold_indices, nested_f_test,
+    power_law,
+)
+from cpbench.config import Config
+from cpbench.errors import UsageError
+from cpbench.features import FEATURES, Layers, feature_matrix
+
+
+def test_features_follow_the_architecture():
+    layers = Layers.of([Config(64, 28, 5, 3), Config(8, 12, 3, 1)])
+    # layer sides 28, 14, 7 -> conv MACs 1*25*64*784 + 64*25*64*196 + 64*25*64*49
+    assert FEATURES["conv_macs"](layers)[0] == 25 * 64 * 784 + 64 * 25 * 64 * 196 + 64 * 25 * 64 * 49
+    assert FEATURES["conv_macs"](layers)[1] == 9 * 8 * 144
+    assert FEATURES["fc_macs"](layers).tolist() == [64 * 3 * 3 * 10, 8 * 6 * 6 * 10]
+    assert FEATURES["layers"](layers).tolist() == [3, 1]
+    aligned, unaligned = FEATURES["conv_macs_aligned16"](layers), FEATURES["conv_macs_unaligned16"](layers)
+    assert aligned[0] == FEATURES["conv_macs"](layers)[0] and unaligned[0] == 0
+    assert aligned[1] == 0 and unaligned[1] == FEATURES["conv_macs"](layers)[1]
+
+
+def test_total_macs_equal_the_onnx_count_of_exported_models():
+    from cpbench.counting import count_model
+    from cpbench.export import export_onnx
+    from cpbench.family import build_family_model
+
+    configs = [Config(5, 13, 2, 2), Config(3, 9, 4, 3), Config(16, 8, 1, 1)]
+    for config in configs:
+        exported = export_onnx(build_family_model(config), (1, config.s, config.s))
+        assert count_model(exported.proto).total_macs == FEATURES["macs"](Layers.of([config]))[0], config
+
+
+def synthetic(alpha1: float, alpha0: float, n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    macs = rng.uniform(1e5, 3e7, n)
+    return macs, (alpha1 * macs + alpha0) * (1 + noise * rng.standard_normal(n))
+
+
+@pytest.mark.parametrize("name", ["linear", "linear-rel"])
+def test_known_coefficients_are_recovered_with_intervals_that_cover_them(name):
+    """Over many noisy data sets, the 95 % intervals contain the true alpha0 and alpha1 about 95 % of the time."""
+    rng = np.random.default_rng(7)
+    alpha1, alpha0 = 1.2e-11, 2.0e-5
+    covered = np.zeros(2)
+    trials = 300
+    for _ in range(trials):
+        macs, times = synthetic(alpha1, alpha0, 40, 0.03, rng)
+        if name == "linear":  # OLS assumes constant noise: give it that
+            times = alpha1 * macs + alpha0 + 5e-6 * rng.standard_normal(len(macs))
+        fit = fit_model(MODELS[name], macs.reshape(-1, 1), times)
+        covered += (fit.ci_low <= [alpha0, alpha1]) & ([alpha0, alpha1] <= fit.ci_high)
+    share = covered / trials
+    assert np.all((share > 0.90) & (share < 0.99)), share
+    fit = fit_model(MODELS[name], macs.reshape(-1, 1), times)
+    assert fit.coef[1] == pytest.approx(alpha1, rel=0.1) and fit.coef[0] == pytest.approx(alpha0, rel=0.2)
+
+
+def test_relative_weighting_beats_ols_on_relative_error_when_small_models_matter():
+    rng = np.random.default_rng(1)
+    macs = np.exp(rng.uniform(np.log(1e4), np.log(1e8), 80))
+    times = (1e-11 * macs + 1e-5) * (1 + 0.05 * rng.standard_normal(80))
+    times[macs > 5e7] *= 1.5  # big models off the line pull OLS away from the small ones
+    errors = {}
+    for name in ("linear", "linear-rel"):
+        index, predicted = held_out_predictions(MODELS[name], macs.reshape(-1, 1), times, kfold_indices(80, 5))
+        errors[name] = error_metrics(predicted, times[index]).mape
+    assert errors["linear-rel"] < errors["linear"]
+
+
+def test_error_metrics():
+    m = error_metrics(np.array([1.1, 0.95, 2.0, 1.0]), np.array([1.0, 1.0, 2.0, 1.0]))
+    assert m.mape == pytest.approx((0.1 + 0.05) / 4)
+    assert m.max_ape == pytest.approx(0.1)
+    assert m.within_10 == 1.0 and m.within_5 == 0.75
+    assert m.rmspe == pytest.approx(np.sqrt((0.01 + 0.0025) / 4))
+
+
+def test_held_out_points_are_never_in_their_own_fit():
+    """A model that memorises cannot hide: a point far off the line is predicted from the others."""
+    macs = np.linspace(1e5, 1e7, 20)
+    times = 1e-11 * macs + 1e-5
+    times[7] *= 3
+    index, predicted = held_out_predictions(MODELS["linear"], macs.reshape(-1, 1), times, [np.array([7])])
+    assert index.tolist() == [7] and predicted[0] == pytest.approx(times[7] / 3, rel=0.05)
+    assert sorted(np.concatenate(kfold_indices(20, 5)).tolist()) == list(range(20))
+    assert [g.tolist() for g in group_test_sets(np.array([1, 2, 1, 3]))] == [[0, 2], [1], [3]]
+
+
+def test_power_law_and_f_test_tell_linear_from_not_linear():
+    rng = np.random.default_rng(3)
+    configs = [Config(int(f), int(s), int(k), int(l)) for f, s, k, l in zip(
+        rng.integers(1, 65, 120), rng.integers(8, 29, 120), rng.integers(1, 6, 120), rng.integers(1, 4, 120))]
+    layers = Layers.of(configs)
+    columns = {name: fn(layers) for name, fn in FEATURES.items()}
+    proportional = 2e-12 * columns["macs"] * (1 + 0.01 * rng.standard_normal(120))
+    assert power_law(columns["macs"], proportional).ci_low <= 1.0 <= power_law(columns["macs"], proportional).ci_high
+    layered = 1e-12 * columns["conv_macs"] + 4e-6 * columns["layers"] + 2e-9 * columns["conv_outputs"]
+    layered *= 1 + 0.01 * rng.standard_normal(120)
+    assert power_law(columns["macs"], layered).ci_high < 1.0
+    assert nested_f_test(MODELS["eq1-rel"], MODELS["layerwise"], columns, layered).p_value < 1e-6
+    groups = {"l": layers.l}
+    richer = evaluate(MODELS["layerwise"], feature_matrix(MODELS["layerwise"].features, layers), layered, groups)
+    simple = evaluate(MODELS["eq1-rel"], feature_matrix(("conv_macs",), layers), layered, groups)
+    assert richer.kfold.mape < 0.03 < simple.kfold.mape
+    assert "l" in richer.held_out
+
+
+def test_degenerate_and_too_little_data_are_usage_errors():
+    with pytest.raises(UsageError, match="too few"):
+        fit_model(MODELS["linear"], np.array([[1.0], [2.0]]), np.array([1.0, 2.0]))
+    with pytest.raises(UsageError, match="degenerate"):
+        fit_model(MODELS["linear"], np.full((10, 1), 5e6), np.linspace(1, 2, 10))
