@@ -8,11 +8,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: importing the sweep would import torch, which a table does not need
     from cpbench.counting import GraphCount
-
-from cpbench.store import ModelRecord, Workspace
-from cpbench.sweep import ExportJob, Job, JobOutcome, SweepSummary
+    from cpbench.store import ModelRecord, Workspace
+    from cpbench.sweep import ExportJob, Job, JobOutcome, SweepSummary
 
 STATUS_STYLE = {"exported": "green", "skipped": "dim", "failed": "bold red"}
 
