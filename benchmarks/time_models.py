@@ -2,7 +2,7 @@
 with another seed, and print per runtime the held-out MAPE and the share within +-10 % of the
 linear model (paper 000 eq. 1) and of the best model (goal: MAPE <= 5 %, >= 95 % within +-10 %).
 
-    python benchmarks/time_models.py --workspace WS [--devices cpu openvino] [--seed 1] [--statistic median]
+    python benchmarks/time_models.py --workspace WS [--devices cpu openvino] [--seed 1] [--statistic min]
 
 WS must hold the timing preset, timed on each device:
     cpbench export --preset timing --untrained -w WS && cpbench time --device cpu -w WS && cpbench time --device openvino -w WS
@@ -30,9 +30,9 @@ GOAL_MAPE, GOAL_WITHIN_10 = 0.05, 0.95
 
 
 def cli(*args: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "cpbench.cli", *args], stdout=subprocess.DEVNULL)
+    done = subprocess.run([sys.executable, "-m", "cpbench.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if done.returncode != 0:
-        sys.exit(f"cpbench {' '.join(args[:2])} failed with exit code {done.returncode}")
+        sys.exit(f"cpbench {' '.join(args[:2])} failed with exit code {done.returncode}: {done.stderr.strip()[-500:]}")
 
 
 def held_out_configs(n: int, seed: int) -> list[Config]:
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--devices", nargs="+", default=["cpu", "openvino"])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--n", type=int, default=50)
-    parser.add_argument("--statistic", default="median")
+    parser.add_argument("--statistic", default="min")
     args = parser.parse_args()
     configs = held_out_configs(args.n, args.seed)
     holdout = Workspace(args.workspace / f"holdout-seed{args.seed}")

@@ -31,7 +31,7 @@ def fit_command(
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Time model(s) to fit (repeatable); default: all.")] = None,
     batch: Annotated[Optional[int], typer.Option("--batch", help="Fit the runs at this batch size; default: the latest run's.")] = None,
     run: Annotated[Optional[list[str]], typer.Option("--run", help="Fit only these run ids (repeatable); default: every run of the device.")] = None,
-    statistic: Annotated[str, typer.Option("--statistic", help="median | mean | p10 | min of each model's run times.")] = "median",
+    statistic: Annotated[str, typer.Option("--statistic", help="min (default: the least disturbed run) | p10 | median (typical latency) | mean of each model's run times.")] = "min",
     folds: Annotated[int, typer.Option("--folds", help="k of the k-fold held-out evaluation.")] = 5,
     write: Annotated[bool, typer.Option("--write/--no-write", help="Write the [fitted] table into the profile.")] = True,
     workspace: WorkspaceOption = Path("."),
@@ -104,9 +104,11 @@ def predict_command(
     ]
     mismatch = hardware_mismatch(profile.fitted, fingerprint()["hardware_id"])
     if as_json:
-        print_json({"device": profile.name, "model": predictor.model.spec.name, "predictions": rows, "warning": mismatch})
+        print_json({"device": profile.name, "model": predictor.model.spec.name, "statistic": predictor.fitted.get("statistic"),
+                    "predictions": rows, "warning": mismatch})
         return
-    table = Table(title=f"Predicted time on '{profile.name}' ({predictor.model.spec.name}, batch {predictor.fitted.get('batch')})")
+    table = Table(title=f"Predicted time ({predictor.fitted.get('statistic', 'min')} of runs) on '{profile.name}' "
+                        f"({predictor.model.spec.name}, batch {predictor.fitted.get('batch')})")
     for column in ("config", "MACs", "predicted", "95 % interval", "× baseline"):
         table.add_column(column, justify="left" if column == "config" else "right")
     for r in rows:

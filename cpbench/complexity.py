@@ -217,6 +217,8 @@ def evaluate(spec: TimeModelSpec, features: np.ndarray, times: np.ndarray, group
              folds: int = 5, seed: int = 0) -> Evaluation:
     fitted = fit_model(spec, features, times)
     index, predicted = held_out_predictions(spec, features, times, kfold_indices(len(times), folds, seed))
+    if not len(index):
+        raise UsageError(f"'{spec.name}' cannot be judged on held-out configs: no fold leaves enough varied configs to fit it")
     kfold = error_metrics(predicted, times[index])
     held_out = {}
     for name, values in groups.items():

@@ -177,7 +177,9 @@ def fitted_table(result: DeviceFit) -> dict:
         entry = {
             "description": e.description, "features": list(e.fitted.spec.features), "weighting": e.fitted.spec.weighting,
             "coefficients": e.fitted.coefficients(), "fit_set": e.fit_set.as_dict(), "kfold": e.kfold.as_dict(),
-            "leave_one_family_out": {k: v.as_dict() for k, v in e.held_out.items()},
+            "leave_one_family_out": {
+                k: {"n": v.n, "mape": v.mape, "max_ape": v.max_ape, "within_10": v.within_10} for k, v in e.held_out.items()
+            },
         }
         normalised = result.normalised(name)
         if normalised:

@@ -50,6 +50,7 @@ class Recommendation:
     time_model: str
     precision_model: str
     precision_source: str
+    statistic: str  # which run time the time model predicts: min (fastest run), median, ...
     other_devices: dict[str, str] = field(default_factory=dict)  # device -> its pick, where it differs
     warnings: list[str] = field(default_factory=list)
 
@@ -64,6 +65,7 @@ class Recommendation:
             "pick": self.pick.as_dict(), "alternatives": [a.as_dict() for a in self.alternatives],
             "baseline": self.baseline.as_dict(), "pareto": [p.as_dict() for p in self.pareto], "envelope": self.envelope,
             "time_model": self.time_model, "precision_model": self.precision_model, "precision_source": self.precision_source,
+            "statistic": self.statistic,
             "other_devices": self.other_devices, "warnings": self.warnings,
         }
 
@@ -128,6 +130,7 @@ def recommend(space: Space, time_model: TimePredictor, precision: PrecisionPredi
         time_model.device, target, target_rule, grid, len(evaluated.candidates), elapsed, picks[0], picks[1:], baseline_pick,
         pareto, envelope, time_model.model.spec.name, precision.model,
         ("shipped reference fit " if precision.reference else "") + str(precision.source),
+        str(time_model.fitted.get("statistic", "min")),
     )
     outside = precision.outside(Config.parse(picks[0].config))
     if outside:

@@ -52,7 +52,7 @@ def picks_table(title: str, picks: list, caption: str | None = None) -> Table:
 def recommendation_view(result, verification=None) -> Group:
     pick, base = result.pick, result.baseline
     head = (f"[bold]{pick.config}[/] on '{result.device}': predicted precision {pick.precision:.4f} "
-            f"[{pick.precision_low:.4f}, {pick.precision_high:.4f}], time {fmt_seconds(pick.seconds)} "
+            f"[{pick.precision_low:.4f}, {pick.precision_high:.4f}], time ({result.statistic}) {fmt_seconds(pick.seconds)} "
             f"[{fmt_seconds(pick.seconds_low)}, {fmt_seconds(pick.seconds_high)}], "
             f"[bold]{pick.speedup:.2f}× faster[/] than the baseline {base.config} ({fmt_seconds(base.seconds)}, precision {base.precision:.4f})")
     lines = [head, f"target: {result.target_rule}",

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from cpbench.errors import CpbenchError
-from cpbench.observations import STATISTICS
+from cpbench.observations import DEFAULT_STATISTIC, STATISTICS
 
 
 @dataclass
@@ -51,7 +51,7 @@ def verify_pick(ws, profile, pick, precision, data_dir: Path | None, target: flo
     if outcome.record is None:
         raise CpbenchError(f"--verify could not train and export {pick.config}: {outcome.error}")
     record = outcome.record
-    statistic = (profile.fitted or {}).get("statistic", "median")
+    statistic = (profile.fitted or {}).get("statistic", DEFAULT_STATISTIC)
     with ws.open_store() as store:
         with TimingProgress(err) as timing_progress:
             run = run_timing(store, profile.name, profile, [TimingTarget(record.name, ws.root / record.file, record.sha256, record.macs)],

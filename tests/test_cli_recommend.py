@@ -1,0 +1,105 @@
+"""`cpbench recommend` and `fit-precision` as a user runs them."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cpbench.config import FASHION_MNIST, grids_2d, sweeps_1d
+from cpbench.precision import MODELS, normalise, study
+from cpbench.precision_files import REFERENCE, save_study
+from cpbench.profiles import SHIPPED
+from cpbench.store import Workspace
+from test_cli import assert_one_line_error
+from test_cli_fit import add_run, random_configs, truth
+
+
+def synthetic_precision(ws: Workspace, recipe: str = "smoke") -> None:
+    configs = sweeps_1d(FASHION_MNIST) + grids_2d(FASHION_MNIST)
+    theta = np.array([0.93, 0.02, 0.03, 0.01, 0.015, 0.8, 0.9, 1.2, 0.7])
+    p = MODELS["saturating"](theta, normalise(configs, FASHION_MNIST.baseline))
+    result = study(configs, p, FASHION_MNIST.baseline, "fashionmnist", recipe)
+    save_study(result, ws.models_dir / "precision", {"cpu": "synthetic", "hardware_id": "synthetic"})
+
+
+@pytest.fixture
+def calibrated(tmp_path: Path, cli) -> Workspace:
+    """A workspace whose cpu-1thread profile and precision model were fitted here (synthetic data)."""
+    ws = Workspace(tmp_path)
+    ws.profiles_dir.mkdir(parents=True)
+    shutil.copy(SHIPPED / "cpu-1thread.toml", ws.profiles_dir / "cpu-1thread.toml")
+    configs = random_configs(60, 0)
+    add_run(ws, "cpu-1thread", configs, truth(configs))
+    assert cli("fit", "--device", "cpu-1thread", "-w", str(ws.root)).returncode == 0
+    synthetic_precision(ws)
+    return ws
+
+
+def test_recommend_json_answers_with_intervals_and_alternatives(cli, calibrated):
+    done = cli("recommend", "--device", "cpu-1thread", "--target", "0.85", "--top", "4", "-w", str(calibrated.root), "--json")
+    assert done.returncode == 0, done.stderr
+    r = json.loads(done.stdout)
+    pick = r["pick"]
+    assert pick["precision"] >= 0.85 and pick["precision_low"] <= pick["precision"] <= pick["precision_high"]
+    assert pick["seconds_low"] <= pick["seconds"] <= pick["seconds_high"] and pick["speedup"] > 1
+    assert len(r["alternatives"]) == 3 and all(a["seconds"] >= pick["seconds"] for a in r["alternatives"])
+    assert r["baseline"]["config"] == "64,28,5,3" and r["candidates"] > 20000 and r["configs_per_s"] > 0
+    assert r["pareto"] and r["envelope"] and r["time_model"].startswith("layerwise")
+    shown = cli("recommend", "--device", "cpu-1thread", "--max-drop", "0.01", "-w", str(calibrated.root))
+    assert shown.returncode == 0 and "faster than the baseline" in shown.stdout and "Pareto front" in shown.stdout
+
+
+def test_recommend_bad_targets(cli, calibrated):
+    root = str(calibrated.root)
+    for bad in ("0", "1.5", "-0.2"):
+        assert_one_line_error(cli("recommend", "--device", "cpu-1thread", "--target", bad, "-w", root), "--target must be in (0, 1]")
+    assert_one_line_error(cli("recommend", "--device", "cpu-1thread", "-w", root), "exactly one of --target")
+    assert_one_line_error(cli("recommend", "--device", "cpu-1thread", "--max-drop", "1.2", "-w", root), "--max-drop must be in [0, 1)")
+    infeasible = cli("recommend", "--device", "cpu-1thread", "--target", "0.999", "-w", root)
+    assert infeasible.returncode == 1 and "Traceback" not in infeasible.stderr
+    assert "best reachable is" in infeasible.stderr and infeasible.stdout == ""
+    assert_one_line_error(cli("recommend", "--device", "cuda", "--target", "0.8", "-w", root),
+                          "no fitted time model", "cpbench time --device cuda", "cpbench fit --device cuda")
+    assert_one_line_error(cli("recommend", "--device", "cpu-1thread", "--target", "0.8", "--grid", "hex", "-w", root), "unknown grid")
+
+
+def test_a_profile_fitted_elsewhere_is_flagged(cli, calibrated):
+    path = calibrated.profiles_dir / "cpu-1thread.toml"
+    path.write_text(path.read_text().replace('hardware_id = "', 'hardware_id = "elsewhere-'))
+    done = cli("recommend", "--device", "cpu-1thread", "--target", "0.85", "-w", str(calibrated.root), "--json")
+    assert done.returncode == 0, done.stderr
+    warnings = json.loads(done.stdout)["warnings"]
+    assert any("other hardware" in w and "cpbench fit --device cpu-1thread" in w for w in warnings)
+
+
+def test_fresh_clone_answers_from_the_shipped_reference_fits(cli, tmp_path):
+    """No models, no timings: the shipped profiles' fits and reference precision model answer."""
+    assert list(REFERENCE.glob("fashionmnist-*.json")), "the repository must ship a reference precision fit"
+    for device in ("cpu", "openvino"):
+        done = cli("recommend", "--device", device, "--target", "0.85", "-w", str(tmp_path), "--json")
+        assert done.returncode == 0, done.stderr
+        r = json.loads(done.stdout)
+        assert r["pick"]["precision"] >= 0.85 and "shipped reference" in r["precision_source"]
+        assert any("reference fit" in w for w in r["warnings"])
+
+
+def test_verify_trains_exports_and_times_the_pick(cli, calibrated):
+    done = cli("recommend", "--device", "cpu-1thread", "--target", "0.6", "--verify", "-w", str(calibrated.root), "--json",
+               timeout=600)
+    assert done.returncode == 0, done.stderr
+    v = json.loads(done.stdout)["verification"]
+    assert v["config"] == json.loads(done.stdout)["pick"]["config"] and v["recipe"] == "smoke"
+    assert 0 < v["measured_precision"] <= 1 and v["measured_s"] > 0 and v["run_id"].startswith("cpu-1thread-")
+    assert isinstance(v["reached_target"], bool) and "time_error" in v
+    models = json.loads(cli("models", "-w", str(calibrated.root), "--json").stdout)
+    assert any(m["name"] == v["model"] and m["accuracy"] == v["measured_precision"] for m in models)
+
+
+def test_fit_precision_on_trained_models(cli, tmp_path):
+    ws = str(tmp_path)
+    assert_one_line_error(cli("fit-precision", "-w", ws), "no store", "cpbench export --preset quick")
+    done = cli("export", "--preset", "smoke", "--train-subset", "600", "-w", ws)
+    assert done.returncode == 0, done.stderr
+    assert_one_line_error(cli("fit-precision", "-w", ws), "too few trained configs", "--preset quick")
