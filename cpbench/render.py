@@ -202,6 +202,8 @@ class TimingProgress(LazyProgress):
 
     def model_finished(self, timing) -> None:
         self.progress.advance(self.task)
+        if not timing.final:
+            return
         if timing.status != "ok":
             self.progress.console.print(f"[red]failed[/red] {timing.model}: {timing.error}")
         else:

@@ -48,6 +48,23 @@ class ModelTiming:
     runtime: dict = field(default_factory=dict)
     file: str | None = None
     sha256: str | None = None
+    rounds: list[dict] = field(default_factory=list)  # per round: runs, median, min (several with measure.rounds)
+    final: bool = True  # False while later rounds are still to come
+
+    def merged_with(self, later: "ModelTiming") -> "ModelTiming":
+        """This model's runs so far and a later round's, as one measurement (a failure in any round fails it)."""
+        if self.status != "ok":
+            return self
+        if later.status != "ok":
+            later.rounds = self.rounds
+            return later
+        combined = ModelTiming(
+            self.model, "ok", self.batch, macs=self.macs, load_s=self.load_s, first_s=self.first_s,
+            warmup_runs=self.warmup_runs, times_s=self.times_s + later.times_s, runtime=self.runtime, file=self.file,
+            sha256=self.sha256, rounds=self.rounds + later.rounds,
+        )
+        combined.stats = summarize(combined.times_s)
+        return combined
 
     @property
     def throughput_ips(self) -> float | None:
@@ -65,7 +82,7 @@ class ModelTiming:
             "load_s": self.load_s, "first_s": self.first_s, "warmup_runs": self.warmup_runs,
             "stats": None if self.stats is None else self.stats.as_dict(),
             "throughput_ips": self.throughput_ips, "gmacs_per_s": self.gmacs_per_s, "runtime": self.runtime,
-            "file": self.file, "sha256": self.sha256,
+            "file": self.file, "sha256": self.sha256, "rounds": self.rounds,
         }
         if times:
             out["times_s"] = self.times_s
@@ -129,6 +146,7 @@ def time_in_worker(target: TimingTarget, profile: Profile, seed: int = 0) -> Mod
     base.times_s = message["times"]
     base.stats = summarize(message["times"])
     base.runtime = message["runtime"]
+    base.rounds = [{"n": base.stats.n, "median_s": base.stats.median_s, "min_s": base.stats.min_s}]
     return base
 
 
@@ -170,15 +188,24 @@ def run_timing(
         raise UsageError("no models to time; run 'cpbench export --preset timing --untrained' or pass --model FILE.onnx")
     run = run or TimingRun(new_run_id(device), device, profile, fingerprint(), datetime.now(timezone.utc).isoformat(timespec="seconds"))
     store.start_run(run)
+    rounds = profile.measure.rounds
+    latest: dict[int, ModelTiming] = {}
     try:
-        for index, target in enumerate(targets):
-            if observer:
-                observer.model_started(index, len(targets), target)
-            timing = time_in_worker(target, profile, seed)
-            run.timings.append(timing)
-            store.put_timing(run.id, timing)
-            if observer:
-                observer.model_finished(timing)
+        for round_index in range(rounds):
+            for index, target in enumerate(targets):
+                if index in latest and latest[index].status != "ok":
+                    continue  # failed in an earlier round: not retried
+                if observer:
+                    observer.model_started(round_index * len(targets) + index, rounds * len(targets), target)
+                timing = time_in_worker(target, profile, seed)
+                if index in latest:
+                    timing = latest[index].merged_with(timing)
+                timing.final = round_index == rounds - 1 or timing.status != "ok"
+                latest[index] = timing
+                run.timings = [latest[i] for i in sorted(latest)]
+                store.put_timing(run.id, timing)
+                if observer:
+                    observer.model_finished(timing)
     except DeviceUnavailable:
         store.delete_run(run.id)  # no numbers from a device that is not there
         raise

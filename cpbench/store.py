@@ -94,6 +94,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, model)
     );
     """,
+    # 3: per-round summaries when a model is measured in several rounds
+    """
+    ALTER TABLE measurements ADD COLUMN rounds TEXT;   -- JSON list: runs, median, min per round
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -293,7 +297,7 @@ class Store:
             "first_s": timing.first_s, "warmup_runs": timing.warmup_runs, "n": stats.get("n"),
             **{k: stats.get(k) for k in ("median_s", "mean_s", "stdev_pct", "p90_s", "p99_s", "min_s", "max_s", "iqr_s", "median_ci_low_s", "median_ci_high_s")},
             "throughput_ips": timing.throughput_ips, "warnings": json.dumps(stats.get("warnings", [])),
-            "runtime": json.dumps(timing.runtime), "times": json.dumps(timing.times_s),
+            "runtime": json.dumps(timing.runtime), "times": json.dumps(timing.times_s), "rounds": json.dumps(timing.rounds),
         }
         with self.transaction() as db:
             db.execute(
@@ -318,7 +322,7 @@ class Store:
         run["measurements"] = []
         for m in self.db.execute("SELECT * FROM measurements WHERE run_id = ? ORDER BY rowid", (run_id,)):
             m = dict(m)
-            for key in ("warnings", "runtime", "times"):
+            for key in ("warnings", "runtime", "times", "rounds"):
                 m[key] = json.loads(m[key]) if m[key] else None
             run["measurements"].append(m)
         return run

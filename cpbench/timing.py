@@ -26,7 +26,10 @@ MIN_TRUSTED_RUNS = 10
 
 @dataclass(frozen=True)
 class MeasureSettings:
-    """When to stop: both min_time_s and min_runs reached, or either cap hit."""
+    """When to stop: both min_time_s and min_runs reached, or either cap hit. With rounds > 1 every
+    model is measured that many times, in fresh workers, one pass over all the models per round, so a
+    model's runs come from moments minutes apart (pyperf's several processes; a machine whose speed
+    drifts then shifts every model alike instead of whichever was measured at the wrong moment)."""
 
     warmup_runs: int = 10
     warmup_time_s: float = 0.2
@@ -34,6 +37,7 @@ class MeasureSettings:
     min_runs: int = 50
     max_runs: int = 100_000
     max_time_s: float = 60.0
+    rounds: int = 1
 
     def __post_init__(self) -> None:
         bad = self.invalid_key(asdict(self))
@@ -48,6 +52,7 @@ class MeasureSettings:
             "warmup_runs": v["warmup_runs"] >= 0, "warmup_time_s": v["warmup_time_s"] >= 0,
             "min_time_s": v["min_time_s"] >= 0, "min_runs": v["min_runs"] >= 1,
             "max_runs": v["max_runs"] >= v["min_runs"], "max_time_s": v["max_time_s"] > 0,
+            "rounds": isinstance(v.get("rounds", 1), int) and v.get("rounds", 1) >= 1,
         }
         return next((key for key, ok in checks.items() if not ok), None)
 

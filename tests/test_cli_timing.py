@@ -66,6 +66,18 @@ def test_openvino_and_throughput_batch(cli, workspace):
     assert model["runtime"]["runtime"] == "openvino" and model["runtime"]["device"] == "CPU"
 
 
+def test_rounds_measure_every_model_again_in_later_passes(cli, workspace):
+    done = cli("time", "--device", "cpu-1thread", "--rounds", "2", "-w", str(workspace), "--json", *QUICK)
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert run["profile"]["measure"]["rounds"] == 2 and len(run["models"]) == 2
+    for model in run["models"]:
+        assert len(model["rounds"]) == 2 and all(r["n"] >= 20 for r in model["rounds"])
+        assert model["stats"]["n"] == sum(r["n"] for r in model["rounds"])
+        assert model["stats"]["min_s"] == pytest.approx(min(r["min_s"] for r in model["rounds"]))
+    assert_one_line_error(cli("time", "--device", "cpu-1thread", "--rounds", "0", "-w", str(workspace)), "rounds")
+
+
 def test_compare_two_runs(cli, workspace):
     ids = []
     for _ in range(2):
