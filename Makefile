@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - install, fetch FashionMNIST if missing, then export the quick preset, recount paper 003,
-#                 and time the models on the CPU (ONNX Runtime) and OpenVINO
+#                 time the models on the CPU (ONNX Runtime) and OpenVINO, fit time models to them (shown,
+#                 not written over the shipped reference fits), fit the precision model and recommend
 #   make test   - install, fetch FashionMNIST if missing, run the tests
 PYTHON ?= python3
 VENV ?= .venv
@@ -28,6 +29,10 @@ demo: setup
 	$(BIN)/cpbench zoo table
 	$(BIN)/cpbench time --device cpu --models 'family/*'
 	$(BIN)/cpbench time --device openvino --models 'family/*'
+	$(BIN)/cpbench fit --device cpu --no-write
+	$(BIN)/cpbench fit-precision
+	$(BIN)/cpbench recommend --device cpu --max-drop 0.01
+	$(BIN)/cpbench recommend --device openvino --max-drop 0.01
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -38,6 +43,7 @@ bench: setup
 	$(BIN)/python benchmarks/count_speed.py
 	$(BIN)/python benchmarks/timing_overhead.py
 	$(BIN)/python benchmarks/openvino_agreement.py
+	$(BIN)/python benchmarks/optimizer_speed.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy import optimize, stats
 
 from cpbench.errors import UsageError
+
+# scipy is imported inside the fitting functions: predicting from a fitted profile (recommend,
+# predict) then never pays its import time.
 
 PAPER_000_ERROR = 0.025  # paper 000: run time proportional to complexity within 2.5 %
 CONFIDENCE = 0.95
@@ -105,6 +107,8 @@ def fit_model(spec: TimeModelSpec, features: np.ndarray, times: np.ndarray) -> F
     """Least squares on [1, features] with the spec's weights; intervals from the (weighted) residual
     variance and Student's t. With non-negative coefficients the intervals are those of the
     unconstrained problem around the constrained solution: a guide, not an exact interval."""
+    from scipy import optimize, stats
+
     y = np.asarray(times, dtype=np.float64)
     a = _design(np.asarray(features, dtype=np.float64))
     n, p = a.shape
@@ -243,6 +247,8 @@ class PowerLaw:
 
 
 def power_law(macs: np.ndarray, times: np.ndarray) -> PowerLaw:
+    from scipy import stats
+
     fit = stats.linregress(np.log(macs), np.log(times))
     half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(times) - 2) * fit.stderr
     return PowerLaw(float(fit.slope), float(fit.slope - half), float(fit.slope + half), float(fit.rvalue**2))
@@ -265,6 +271,8 @@ class NestedTest:
 
 def nested_f_test(simple: TimeModelSpec, richer: TimeModelSpec, columns: dict[str, np.ndarray], times: np.ndarray) -> NestedTest:
     """Unconstrained weighted fits of both, so the F distribution applies."""
+    from scipy import stats
+
     if not set(simple.features) <= set(richer.features):
         raise ValueError(f"{simple.name} is not nested in {richer.name}")
     w = 1.0 / times

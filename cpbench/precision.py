@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import optimize
 
 from cpbench.complexity import ErrorMetrics, error_metrics, kfold_indices
 from cpbench.config import Config
@@ -107,6 +106,8 @@ def fit_precision_model(spec: PrecisionModelSpec, x: np.ndarray, p: np.ndarray, 
                         initial: np.ndarray | None = None, starts: int = STARTS) -> PrecisionFit:
     """Bounded least squares on relative residuals from several starting points (a refit on a subset
     starts from the full fit's `initial` solution and fewer random points)."""
+    from scipy import optimize  # here, not at import: predicting needs no scipy
+
     n, k = len(p), len(spec.parameters)
     if n < k + 1:
         raise UsageError(f"too few trained configs to fit '{spec.name}': {n}, need at least {k + 1}")

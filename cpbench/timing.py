@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy import stats
 
 from cpbench.errors import UsageError
 
@@ -82,6 +81,8 @@ class TimingStats:
 
 def median_confidence_interval(sorted_times: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
     """Distribution-free interval of the median from order statistics (binomial, p = 1/2)."""
+    from scipy import stats  # here: loading a profile should not pay scipy's import time
+
     n = len(sorted_times)
     if n < 6:  # too few runs for a 95 % interval: the whole range is the honest answer
         return float(sorted_times[0]), float(sorted_times[-1])

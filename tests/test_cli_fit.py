@@ -2,7 +2,6 @@
 (the fitting is what is tested here; real timing is tested in test_cli_timing)."""
 
 import json
-import shutil
 import tomllib
 from pathlib import Path
 
@@ -67,8 +66,13 @@ def random_configs(n: int, seed: int) -> list[Config]:
 def workspace(tmp_path: Path) -> Workspace:
     ws = Workspace(tmp_path)
     ws.profiles_dir.mkdir(parents=True)
-    shutil.copy(SHIPPED / "cpu.toml", ws.profiles_dir / "cpu.toml")
+    copy_hand_written(SHIPPED / "cpu.toml", ws.profiles_dir / "cpu.toml")
     return ws
+
+
+def copy_hand_written(source: Path, target: Path) -> None:
+    """The shipped profile without its shipped [fitted] part: as a user writes a new one."""
+    target.write_text(source.read_text().split(FITTED_MARKER)[0].rstrip("\n") + "\n")
 
 
 def test_fit_gives_the_verdict_and_writes_the_profile_below_the_hand_written_part(cli, workspace):

@@ -1,7 +1,6 @@
 """`cpbench recommend` and `fit-precision` as a user runs them."""
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ from cpbench.precision_files import REFERENCE, save_study
 from cpbench.profiles import SHIPPED
 from cpbench.store import Workspace
 from test_cli import assert_one_line_error
-from test_cli_fit import add_run, random_configs, truth
+from test_cli_fit import add_run, copy_hand_written, random_configs, truth
 
 
 def synthetic_precision(ws: Workspace, recipe: str = "smoke") -> None:
@@ -29,7 +28,7 @@ def calibrated(tmp_path: Path, cli) -> Workspace:
     """A workspace whose cpu-1thread profile and precision model were fitted here (synthetic data)."""
     ws = Workspace(tmp_path)
     ws.profiles_dir.mkdir(parents=True)
-    shutil.copy(SHIPPED / "cpu-1thread.toml", ws.profiles_dir / "cpu-1thread.toml")
+    copy_hand_written(SHIPPED / "cpu-1thread.toml", ws.profiles_dir / "cpu-1thread.toml")
     configs = random_configs(60, 0)
     add_run(ws, "cpu-1thread", configs, truth(configs))
     assert cli("fit", "--device", "cpu-1thread", "-w", str(ws.root)).returncode == 0

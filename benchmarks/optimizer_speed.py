@@ -1,0 +1,67 @@
+"""The optimizer's speed: candidate configs evaluated per second (precision model + time model + the
+feasibility filter; goal >= 100,000/s) and `cpbench recommend` end to end (goal < 2 s), measured
+side by side on the shipped `cpu` profile and reference precision fit.
+
+    python benchmarks/optimizer_speed.py [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cpbench.config import Config, Space
+from cpbench.devicefit import predictor_from_profile
+from cpbench.optimize import best_under, evaluate_space, integer_space
+from cpbench.precision_files import load_precision
+from cpbench.profiles import SHIPPED, load_profile
+
+GOAL_PER_S = 100_000
+GOAL_COMMAND_S = 2.0
+
+
+def configs_per_second(space: Space, time_model, precision, repeats: int = 7) -> tuple[int, float]:
+    candidates = integer_space(space)
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        evaluated = evaluate_space(candidates, precision.predict, time_model.predict, space.baseline, time_model.in_channels)
+        best_under(evaluated, float(evaluated.precision.max()) - 0.01, 5)
+        rates.append(len(candidates) / (time.perf_counter() - started))
+    return len(candidates), statistics.median(rates)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    time_model = predictor_from_profile(load_profile(args.device, SHIPPED))
+    with tempfile.TemporaryDirectory() as empty:
+        precision = load_precision(Path(empty), "fashionmnist", None)
+        base = precision.baseline
+        for label, space in (
+            ("FashionMNIST space (f<=64, s<=28, k<=5, l<=3)", Space("fm", base, (), (), (), ())),
+            ("4x wider space (f<=256, s<=56, k<=7, l<=4)", Space("wide", Config(256, 56, 7, 4), (), (), (), ())),
+        ):
+            n, rate = configs_per_second(space, time_model, precision)
+            print(f"{label:48s}: {n:>9,} configs, {rate:>12,.0f} configs/s; goal {GOAL_PER_S:,} -> ratio {rate / GOAL_PER_S:.1f}")
+        walls = []
+        for _ in range(3):
+            started = time.perf_counter()
+            done = subprocess.run([sys.executable, "-m", "cpbench.cli", "recommend", "--device", args.device, "--target", "0.85",
+                                   "-w", empty, "--json"], capture_output=True, text=True)
+            walls.append(time.perf_counter() - started)
+            if done.returncode != 0:
+                sys.exit(f"cpbench recommend failed: {done.stderr.strip()}")
+    wall = statistics.median(walls)
+    print(f"{'cpbench recommend --target 0.85, end to end':48s}: {wall:.2f} s (median of 3, Python start-up included); "
+          f"goal {GOAL_COMMAND_S} s -> ratio {wall / GOAL_COMMAND_S:.2f}")
+
+
+if __name__ == "__main__":
+    main()
