@@ -60,14 +60,40 @@ def fit_command(
     mismatch = hardware_mismatch(profile.fitted, observations.fingerprint.get("hardware_id", ""))
     if mismatch:
         result.warnings.append(mismatch + "; this fit replaces it")
+    others = other_verdicts(ws, profile.name)
     written = None
     if write:
         ws.ensure_writable()
         written = str(write_fitted(profile, ws.profiles_dir, fitted_table(result)))
     if as_json:
-        print_json({**result.as_dict(), "written": written})
+        print_json({**result.as_dict(), "written": written, "other_devices": others})
         return
     out.print(fit_summary(result, written))
+    for other in others:
+        out.print(f"on '{other['device']}' (batch {other['batch']}): b = {other['exponent']:.2f} "
+                  f"[{other['ci_low']:.2f}, {other['ci_high']:.2f}], linear held-out MAPE {other['linear_mape']:.1%}, "
+                  f"best {other['best']} {other['best_mape']:.1%}")
+
+
+def other_verdicts(ws, exclude: str) -> list[dict]:
+    """The linearity evidence already fitted for the workspace's other profiles: the verdict may
+    differ by device and batch, and this puts them side by side."""
+    from cpbench.profiles import available_profiles, load_profile
+
+    rows = []
+    for name in available_profiles(ws.profiles_dir):
+        if name == exclude:
+            continue
+        fitted = load_profile(name, ws.profiles_dir).fitted or {}
+        models, law = fitted.get("models", {}), fitted.get("power_law")
+        if not law or "linear-rel" not in models or fitted.get("best") not in models:
+            continue
+        rows.append({
+            "device": name, "batch": fitted.get("batch"), "exponent": law["exponent"], "ci_low": law["ci_low"],
+            "ci_high": law["ci_high"], "linear_mape": models["linear-rel"]["kfold"]["mape"], "best": fitted["best"],
+            "best_mape": models[fitted["best"]]["kfold"]["mape"], "statistic": fitted.get("statistic"),
+        })
+    return rows
 
 
 def predict_command(
