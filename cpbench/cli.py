@@ -400,13 +400,14 @@ def data_command(
 
 
 # commands that live in their own modules
-from cpbench import cli_fit, cli_recommend  # noqa: E402 - after `app` exists
+from cpbench import cli_fit, cli_recommend, cli_report  # noqa: E402 - after `app` exists
 
 app.command("fit")(cli_fit.fit_command)
 app.command("predict")(cli_fit.predict_command)
 app.add_typer(cli_fit.profiles_app, name="profiles")
 app.command("fit-precision")(cli_recommend.fit_precision_command)
 app.command("recommend")(cli_recommend.recommend_command)
+app.command("report")(cli_report.report_command)
 
 
 @app.callback(invoke_without_command=True)

@@ -1,0 +1,112 @@
+"""Matplotlib figures for reports (PNG, headless): the analogs of paper 000's Figs. 1-2 and paper 003's
+time-against-FLOPs figure. Each function takes plain arrays and writes one file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+DPI = 110
+
+
+def _figure(width: float = 6.0, height: float = 4.2):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width, height), dpi=DPI)
+    ax.grid(True, which="both", alpha=0.3)
+    return plt, fig, ax
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def predicted_vs_measured(path: Path, measured: np.ndarray, predicted: np.ndarray, title: str, unit: str,
+                          band: float, log: bool = True) -> Path:
+    """Paper 000 Fig. 1: each config's prediction against its measurement, with a +-band corridor."""
+    plt, fig, ax = _figure()
+    lo, hi = float(min(measured.min(), predicted.min())), float(max(measured.max(), predicted.max()))
+    line = np.geomspace(lo, hi, 50) if log else np.linspace(lo, hi, 50)
+    ax.plot(line, line, color="black", lw=1, label="exact")
+    ax.fill_between(line, line * (1 - band), line * (1 + band), color="tab:green", alpha=0.15, label=f"±{band:.0%}")
+    ax.scatter(measured, predicted, s=14, color="tab:blue", label="configs (held out)")
+    if log:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    ax.set_xlabel(f"measured {unit}")
+    ax.set_ylabel(f"predicted {unit}")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return _save(plt, fig, path)
+
+
+def time_against_macs(path: Path, macs: np.ndarray, seconds: np.ndarray, fits: dict[str, tuple[np.ndarray, np.ndarray]],
+                      title: str, extra: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> Path:
+    """Log-log time against MACs with fitted lines (paper 003's figure, and paper 000's eq. 1)."""
+    plt, fig, ax = _figure()
+    ax.scatter(macs, seconds * 1e6, s=12, color="tab:blue", label="family configs", zorder=3)
+    for label, (x, y) in (extra or {}).items():
+        ax.scatter(x, y * 1e6, s=40, marker="D", label=label, zorder=4)
+    for label, (x, y) in fits.items():
+        order = np.argsort(x)
+        ax.plot(x[order], y[order] * 1e6, lw=1.2, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("MACs (batch 1)")
+    ax.set_ylabel("time per inference (µs)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return _save(plt, fig, path)
+
+
+def residuals_against_macs(path: Path, macs: np.ndarray, residuals: dict[str, np.ndarray], title: str) -> Path:
+    plt, fig, ax = _figure()
+    for label, rel in residuals.items():
+        ax.scatter(macs, rel * 100, s=10, label=label, alpha=0.8)
+    ax.axhline(0, color="black", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("MACs (batch 1)")
+    ax.set_ylabel("held-out relative error (%)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return _save(plt, fig, path)
+
+
+def time_precision_plane(path: Path, seconds: np.ndarray, precision: np.ndarray, front_s: np.ndarray, front_p: np.ndarray,
+                         title: str, pick: tuple[float, float] | None = None, baseline: tuple[float, float] | None = None) -> Path:
+    """Paper 000 Fig. 2: every config in the time-precision plane, with the lower envelope C(P)."""
+    plt, fig, ax = _figure()
+    ax.scatter(seconds * 1e6, precision, s=2, color="tab:gray", alpha=0.25, label="every config (predicted)", rasterized=True)
+    ax.step(front_s * 1e6, front_p, where="post", color="tab:red", lw=1.5, label="lower envelope")
+    if baseline:
+        ax.scatter([baseline[0] * 1e6], [baseline[1]], marker="s", s=50, color="black", label="baseline", zorder=4)
+    if pick:
+        ax.scatter([pick[0] * 1e6], [pick[1]], marker="*", s=140, color="tab:orange", label="recommended", zorder=5)
+    ax.set_xscale("log")
+    ax.set_xlabel("predicted time per inference (µs)")
+    ax.set_ylabel("predicted precision")
+    ax.set_ylim(max(0.0, float(np.quantile(precision, 0.05))), min(1.0, float(precision.max()) + 0.01))
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(plt, fig, path)
+
+
+def least_time_for_target(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> Path:
+    """Minimal time against target precision, one curve per device (relative to its baseline time)."""
+    plt, fig, ax = _figure()
+    for label, (targets, relative) in curves.items():
+        ax.plot(targets, relative, marker="o", ms=3, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("target precision")
+    ax.set_ylabel("least predicted time / baseline time")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return _save(plt, fig, path)
