@@ -1,7 +1,8 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - install, fetch FashionMNIST if missing, then export the quick preset, recount paper 003,
 #                 time the models on the CPU (ONNX Runtime) and OpenVINO, fit time models to them (shown,
-#                 not written over the shipped reference fits), fit the precision model and recommend
+#                 not written over the shipped reference fits), fit the precision model, recommend, and
+#                 write reports/demo/index.html
 #   make test   - install, fetch FashionMNIST if missing, run the tests
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 # torch and torchvision must come as a matching pair; these are the ones this project is tested with
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup data demo test bench clean
+.PHONY: setup data browser demo test bench clean
 
 setup: $(VENV)/.installed data
 
@@ -23,6 +24,13 @@ $(VENV)/.installed: pyproject.toml
 data: $(VENV)/.installed
 	$(BIN)/cpbench data --install
 
+# headless Chromium, for the test that opens a report as a browser would (Debian: installed when root)
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    { apt-get update -q >/dev/null; apt-get install -y -q chromium chromium-driver >/dev/null; }; } || \
+	  echo "no Chromium and cannot install it here: install chromium for the report test"
+
 demo: setup
 	$(BIN)/cpbench export --preset quick
 	$(BIN)/cpbench models
@@ -33,8 +41,9 @@ demo: setup
 	$(BIN)/cpbench fit-precision
 	$(BIN)/cpbench recommend --device cpu --max-drop 0.01
 	$(BIN)/cpbench recommend --device openvino --max-drop 0.01
+	$(BIN)/cpbench report --name demo
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 bench: setup

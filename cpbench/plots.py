@@ -48,16 +48,21 @@ def predicted_vs_measured(path: Path, measured: np.ndarray, predicted: np.ndarra
     return _save(plt, fig, path)
 
 
-def time_against_macs(path: Path, macs: np.ndarray, seconds: np.ndarray, fits: dict[str, tuple[np.ndarray, np.ndarray]],
-                      title: str, extra: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> Path:
-    """Log-log time against MACs with fitted lines (paper 003's figure, and paper 000's eq. 1)."""
+def time_against_macs(path: Path, macs: np.ndarray, seconds: np.ndarray, lines: dict[str, tuple[np.ndarray, np.ndarray]],
+                      title: str, extra: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                      predictions: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> Path:
+    """Log-log time against MACs: measurements, fitted lines of MACs alone (paper 000's eq. 1), the
+    predictions of models that are not a function of MACs alone as markers, and the classic zoo
+    (paper 003's figure)."""
     plt, fig, ax = _figure()
-    ax.scatter(macs, seconds * 1e6, s=12, color="tab:blue", label="family configs", zorder=3)
+    ax.scatter(macs, seconds * 1e6, s=12, color="tab:blue", label="family configs (measured)", zorder=3)
+    for label, (x, y) in (predictions or {}).items():
+        ax.scatter(x, y * 1e6, s=14, marker="x", color="tab:orange", label=label, zorder=3)
     for label, (x, y) in (extra or {}).items():
-        ax.scatter(x, y * 1e6, s=40, marker="D", label=label, zorder=4)
-    for label, (x, y) in fits.items():
+        ax.scatter(x, y * 1e6, s=40, marker="D", color="tab:red", label=label, zorder=4)
+    for label, (x, y) in lines.items():
         order = np.argsort(x)
-        ax.plot(x[order], y[order] * 1e6, lw=1.2, label=label)
+        ax.plot(x[order], y[order] * 1e6, lw=1.2, color="tab:green", label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("MACs (batch 1)")

@@ -131,8 +131,14 @@ def time_sections(ws, folder: Path, claims: list[list[str]]) -> list[Section]:
             zoo["classic networks (zoo)"][0].append(p.macs)
             zoo["classic networks (zoo)"][1].append(p.time_s)
         zoo = {k: (np.array(v[0], float), np.array(v[1])) for k, v in zoo.items()}
-        section.images.append(plots.time_against_macs(folder / f"time-vs-macs-{name}.png", macs, measured, curves,
-                                                      f"{name}: time against MACs (log-log)", zoo).name)
+        lines = {f"{k} (line)": v for k, v in curves.items() if MODELS[k].features == ("macs",)}
+        if zoo:  # the family's line continued out to the classic networks
+            reach = np.geomspace(macs.min(), max(macs.max(), max(v[0].max() for v in zoo.values())), 50)
+            linear = result.evaluations["linear-rel"].fitted
+            lines = {"linear-rel (line)": (reach, linear.predict(reach.reshape(-1, 1)))}
+        others = {f"{k} (predicted)": v for k, v in curves.items() if MODELS[k].features != ("macs",)}
+        section.images.append(plots.time_against_macs(folder / f"time-vs-macs-{name}.png", macs, measured, lines,
+                                                      f"{name}: time against MACs (log-log)", zoo, others).name)
         section.images.append(plots.residuals_against_macs(folder / f"residuals-{name}.png", macs, residuals,
                                                            f"{name}: held-out relative errors (5-fold)").name)
         if best_prediction is not None:
