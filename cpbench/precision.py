@@ -19,7 +19,7 @@ from cpbench.errors import UsageError
 
 PARAMS = ("f", "s", "k", "l")
 PAPER_000_ERROR = 0.031  # paper 000: eq. (6) predicts 50 random configs within 3.1 %
-STARTS = 12
+STARTS = 16
 REFIT_STARTS = 3
 
 
@@ -56,14 +56,23 @@ def _exp_plus_linear(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
     return a * np.exp(exponent) + x @ c + d
 
 
+BASELINE_LAYERS = 3  # l0 of both spaces; the classifier-width term below is written for it
+
+
+def classifier_width(x: np.ndarray) -> np.ndarray:
+    """f (s / 2^l)^2, the classifier's input width, relative to the baseline's (continuous in s)."""
+    return x[:, 0] * x[:, 1] ** 2 * 4.0 ** (BASELINE_LAYERS * (1.0 - x[:, 3]))
+
+
 def _saturating(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """P = p_max - sum_j a_j / (1 + b_j x_j) with a_j, b_j >= 0: rises with every parameter, levels
-    off for large networks and stays bounded (p_max - sum a_j) for tiny ones, so it can neither
-    promise more precision for a smaller network nor collapse far from its data, as eq. (6) and
-    power laws in 1/x do (measured by PrecisionEvaluation.extrapolation)."""
-    m = x.shape[1]
-    p_max, a, b = theta[0], theta[1:1 + m], theta[1 + m:1 + 2 * m]
-    return p_max - (1.0 / (1.0 + x * b)) @ a
+    """P = p_max - sum_j a_j / (1 + b_j x_j) - c / (1 + d w), a, b, c, d >= 0, w the classifier
+    width: rises with f, s and k, levels off for large networks and stays bounded (at least
+    p_max - sum a - c) for tiny ones, so it can neither collapse nor soar far from its data as
+    eq. (6) does. The width term is the bottleneck that sinks the tiniest networks (f = 2 with a
+    1x1 final map keeps 2 features for 10 classes), which no sum over single parameters can show."""
+    m = 4
+    p_max, a, b, c, d = theta[0], theta[1:1 + m], theta[1 + m:1 + 2 * m], theta[9], theta[10]
+    return p_max - (1.0 / (1.0 + x * b)) @ a - c / (1.0 + d * classifier_width(x))
 
 
 def _exp_spec(name: str, uses: tuple[str, ...], description: str) -> PrecisionModelSpec:
@@ -82,9 +91,10 @@ MODELS: dict[str, PrecisionModelSpec] = {
         _exp_spec("eq5", ("f", "l"), "paper 000 eq. (5) read as P(f, l) on the (f, l) grid"),
         _exp_spec("eq6", PARAMS, "paper 000 eq. (6): the integrated model over f, s, k, l"),
         PrecisionModelSpec(
-            "saturating", PARAMS, ("p_max",) + tuple(f"a_{p}" for p in PARAMS) + tuple(f"b_{p}" for p in PARAMS),
-            _saturating, (0.0,) + (0.0,) * 8, (1.0,) + (5.0,) * 4 + (1000.0,) * 4,
-            "monotone, saturating: p_max - sum_j a_j / (1 + b_j x_j) (non-negative a, b)",
+            "saturating", PARAMS,
+            ("p_max",) + tuple(f"a_{p}" for p in PARAMS) + tuple(f"b_{p}" for p in PARAMS) + ("c_width", "d_width"),
+            _saturating, (0.0,) * 11, (1.0,) + (5.0,) * 4 + (1000.0,) * 4 + (5.0, 1000.0),
+            "saturating and bounded: p_max - sum_j a_j / (1 + b_j x_j) - c / (1 + d width), all >= 0",
         ),
     )
 }
@@ -122,7 +132,7 @@ def fit_precision_model(spec: PrecisionModelSpec, x: np.ndarray, p: np.ndarray, 
 
     points = [np.clip(np.zeros(k) + 0.01, lower, upper)] + [rng.uniform(np.maximum(lower, -1), np.minimum(upper, 1)) for _ in range(starts - 1)]
     if spec.formula is _saturating:
-        points[0] = np.clip(np.r_[p.max(), np.full(4, 0.05), np.full(4, 5.0)], lower, upper)
+        points[0] = np.clip(np.r_[p.max(), np.full(4, 0.05), np.full(4, 5.0), 0.1, 10.0], lower, upper)
     if initial is not None:
         points[0] = np.clip(initial, lower, upper)
     for start in points:
@@ -247,6 +257,9 @@ def study(configs: Sequence[Config], precision: np.ndarray, baseline: Config, da
         raise UsageError(f"too few trained configs for {dataset}/{recipe}: {len(configs)}; run 'cpbench export --preset quick'")
     evaluations, skipped = {}, []
     for name, spec in MODELS.items():
+        if spec.formula is _saturating and baseline.l != BASELINE_LAYERS:
+            skipped.append(f"{name}: written for a baseline with l = {BASELINE_LAYERS}, this one has l = {baseline.l}")
+            continue
         used = subset_for(spec, configs, baseline) if len(spec.uses) < 4 else np.arange(len(configs))
         distinct = {tuple(getattr(configs[i], p) for p in spec.uses) for i in used}
         if len(distinct) < len(spec.parameters) + 1:
