@@ -148,6 +148,12 @@ def time_sections(ws, folder: Path, claims: list[list[str]]) -> list[Section]:
                 f"{name}: {result.best} on held-out configs (MAPE {metrics.mape:.1%}, {metrics.within_10:.0%} within ±10 %)",
                 "time (s)", 0.10).name)
         if result.zoo:
+            ratios = [z.ratio for z in result.zoo]
+            line = result.zoo_linear
+            claims.append(["run time does not grow linearly with FLOPs for the classic networks", "paper 003",
+                           f"{name}: measured / family line {min(ratios):.2f}–{max(ratios):.2f}"
+                           + (f"; a line through the {len(ratios)} networks alone: R² {line.r2:.3f}, MAPE {line.mape:.1%}" if line else ""),
+                           "yes" if (line and line.mape > 0.05) or max(ratios) / min(ratios) > 1.2 else "no"])
             section.tables.append((["classic network", "MACs", "measured", "family line", "measured / line"],
                                    [[z.model, f"{z.macs / 1e9:.2f} G", _us(z.measured_s), _us(z.family_line_s), f"{z.ratio:.2f}"]
                                     for z in sorted(result.zoo, key=lambda z: z.macs)]))
@@ -252,7 +258,7 @@ def recommendation_section(ws, folder: Path, precision, claims: list[list[str]])
                          _us(float(evaluated.seconds[i])), f"{base_s / evaluated.seconds[i]:.1f}× time, {macs[base_index] / macs[i]:.1f}× MACs"])
             if drop == 0.02:
                 claims.append(["2 points less precision for about 10× less complexity", "paper 000",
-                               f"{name}: {macs[base_index] / macs[i]:.1f}× fewer MACs, {base_s / evaluated.seconds[i]:.1f}× less time",
+                               f"{name}: predicted {macs[base_index] / macs[i]:.0f}× fewer MACs, {base_s / evaluated.seconds[i]:.1f}× less time",
                                "yes" if base_s / evaluated.seconds[i] >= 5 else "partly: MACs yes, time no" if macs[base_index] / macs[i] >= 5 else "no"])
         grid = np.linspace(float(np.quantile(evaluated.precision, 0.5)), float(evaluated.precision.max()), 15)
         for level, least in zip(grid, evaluated.lower_envelope(grid)):
