@@ -53,6 +53,7 @@ bench: setup
 	$(BIN)/python benchmarks/timing_overhead.py
 	$(BIN)/python benchmarks/openvino_agreement.py
 	$(BIN)/python benchmarks/optimizer_speed.py
+	$(BIN)/python benchmarks/ray_executor.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

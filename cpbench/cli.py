@@ -45,6 +45,10 @@ def export_command(
     exporter: Annotated[str, typer.Option("--exporter", help="auto (tracing, else dynamo) | torchscript | dynamo")] = "auto",
     force: Annotated[bool, typer.Option("--force", help="Redo configs that are already exported.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be exported and stop.")] = False,
+    executor: Annotated[str, typer.Option("--executor", help="local (one config after another) | ray (each config a Ray task).")] = "local",
+    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster to join: auto or ray://host:port; default: start Ray here.")] = None,
+    max_retries: Annotated[int, typer.Option("--max-retries", help="Ray: retries of a failed or killed task before it is recorded as failed.")] = 2,
+    train_device: Annotated[str, typer.Option("--train-device", help="cpu | cuda: where training runs (Ray: a GPU per task).")] = "cpu",
     as_json: JsonOption = False,
 ) -> None:
     """Train the configs of a preset (or given with --config) and export each to ONNX, resumably."""
@@ -52,10 +56,18 @@ def export_command(
     from cpbench.render import plan_table
     from cpbench.store import Workspace
 
+    if executor not in ("local", "ray"):
+        raise UsageError(f"unknown executor {executor!r}; use local or ray")
+    if executor == "local" and address:
+        raise UsageError("--address is for --executor ray; add --executor ray or drop --address")
+    if executor == "ray":
+        from cpbench.ray_executor import import_ray
+
+        import_ray()  # say how to install it before any planning
     jobs = plan_export(
         preset=preset, configs=config or [], untrained=untrained, recipe=recipe, epochs=epochs,
-        train_subset=train_subset, seed=seed, threads=threads, dataset=dataset, space=space, data_dir=data_dir,
-        exporter=exporter,
+        train_subset=train_subset, seed=seed, threads=threads or (1 if executor == "ray" else None), dataset=dataset,
+        space=space, data_dir=data_dir, exporter=exporter, train_device=train_device, check_device=executor == "local",
     )
     if dry_run:
         if as_json:
@@ -63,10 +75,15 @@ def export_command(
         else:
             out.print(plan_table(jobs))
         return
-    sweep_and_report(Workspace(workspace), jobs, force, as_json)
+    ray = None
+    if executor == "ray":
+        from cpbench.ray_executor import RaySettings
+
+        ray = RaySettings(address=address, max_retries=max_retries, gpus_per_task=1.0 if train_device.startswith("cuda") else 0.0)
+    sweep_and_report(Workspace(workspace), jobs, force, as_json, ray)
 
 
-def sweep_and_report(ws: "Workspace", jobs: list, force: bool, as_json: bool) -> None:
+def sweep_and_report(ws: "Workspace", jobs: list, force: bool, as_json: bool, ray=None) -> None:
     """Run the jobs with live progress, then print the summary; exit 130 on Ctrl-C, 1 if any failed."""
     from cpbench.render import SweepProgress, sweep_table
     from cpbench.sweep import SweepSummary, run_sweep
@@ -74,7 +91,12 @@ def sweep_and_report(ws: "Workspace", jobs: list, force: bool, as_json: bool) ->
     summary = SweepSummary()
     try:
         with SweepProgress(err if as_json else out) as progress:
-            run_sweep(ws, jobs, observer=progress, force=force, summary=summary)
+            if ray is None:
+                run_sweep(ws, jobs, observer=progress, force=force, summary=summary)
+            else:
+                from cpbench.ray_executor import run_sweep_ray
+
+                run_sweep_ray(ws, jobs, ray, observer=progress, force=force, summary=summary)
     except KeyboardInterrupt:
         err.print(
             f"interrupted: {summary.count('exported') + summary.count('skipped')} finished models are kept; "

@@ -12,7 +12,7 @@ from cpbench.errors import UsageError
 from cpbench.export import EXPORTERS
 from cpbench.presets import get_preset
 from cpbench.sweep import ExportJob
-from cpbench.train import Recipe, get_recipe
+from cpbench.train import Recipe, get_recipe, training_device
 
 
 def resolve_recipe(
@@ -45,13 +45,21 @@ def plan_export(
     space: str | None = None,
     data_dir: Path | None = None,
     exporter: str = "auto",
+    train_device: str = "cpu",
+    check_device: bool = True,
 ) -> list[ExportJob]:
+    """check_device=False leaves the training device to be checked where the job runs (a Ray
+    worker may have the GPU the driver lacks)."""
     if preset is None and not configs:
         raise UsageError("nothing to export; pass --preset NAME (smoke, quick, paper, timing) or --config f,s,k,l")
     if exporter not in EXPORTERS:
         raise UsageError(f"unknown exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
     if threads is not None and threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}")
+    if check_device:
+        training_device(train_device)
+    elif train_device.split(":")[0] not in ("cpu", "cuda"):
+        raise UsageError(f"unknown training device {train_device!r}; use cpu or cuda")
     spec = DatasetSpec.parse(dataset)
     space_name = space or ("fashionmnist" if spec.kind == "fashionmnist" else "lfw")
     if space_name not in SPACES:
@@ -66,7 +74,7 @@ def plan_export(
     return [
         ExportJob(
             config=c, dataset=spec, recipe=resolved, seed=seed,
-            threads=threads or torch.get_num_threads(), data_dir=data_dir, exporter=exporter,
+            threads=threads or torch.get_num_threads(), data_dir=data_dir, exporter=exporter, train_device=train_device,
         )
         for c in unique(planned)
     ]

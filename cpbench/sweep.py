@@ -69,6 +69,7 @@ class ExportJob:
     threads: int = 1
     data_dir: Path | None = None
     exporter: str = "auto"
+    train_device: str = "cpu"  # recorded with the model (training.device); the recipe, and so the name, is the same
 
     @property
     def recipe_name(self) -> str:
@@ -208,6 +209,7 @@ def run_family_job(job: ExportJob, observer: SweepObserver | None = None) -> Job
         train_result = train_model(
             model, data.x_train, data.y_train, data.x_test, data.y_test, job.recipe, job.threads,
             on_step=lambda epoch, step, loss: observer.training_step(job, epoch, step, steps, loss),
+            device=job.train_device,
         )
         normalization = data.normalization()
     input_shape = (channels, job.config.s, job.config.s)

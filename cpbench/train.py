@@ -90,6 +90,8 @@ class TrainResult:
     threads: int
     wall_s: float
     torch_version: str
+    device: str = "cpu"
+    determinism: dict = dataclasses.field(default_factory=dict)  # what makes the run repeatable, as set
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -122,14 +124,40 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 2, fli
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000, device: torch.device | None = None) -> float:
     model.eval()
     correct = 0
     for start in range(0, len(x), batch_size):
-        batch = x[start : start + batch_size].contiguous(memory_format=torch.channels_last)
+        batch = x[start : start + batch_size].to(device or "cpu").contiguous(memory_format=torch.channels_last)
         logits = model(batch)
-        correct += int((logits.argmax(dim=1) == y[start : start + batch_size]).sum())
+        correct += int((logits.argmax(dim=1).cpu() == y[start : start + batch_size]).sum())
     return correct / max(1, len(x))
+
+
+def training_device(name: str) -> torch.device:
+    """'cpu' or 'cuda' (or 'cuda:N'); a GPU that is not there is an error, never a silent CPU run."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown training device {name!r}; use cpu or cuda") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"unknown training device {name!r}; use cpu or cuda")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--train-device cuda, but torch sees no CUDA GPU on this machine; train with --train-device cpu")
+    return device
+
+
+def determinism_settings(device: torch.device, seed: int, threads: int) -> dict:
+    """Set what makes training repeatable on `device` and return it, to be stored with the model."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    return {
+        "device": str(device), "seed": seed, "threads": threads,
+        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic), "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+    }
 
 
 def train_model(
@@ -141,6 +169,7 @@ def train_model(
     recipe: Recipe,
     threads: int,
     on_step: ProgressCallback | None = None,
+    device: str = "cpu",
 ) -> TrainResult:
     """Train in place with AdamW + OneCycle; return the test accuracy and the run's facts.
 
@@ -149,8 +178,10 @@ def train_model(
     """
     torch.set_num_threads(threads)
     started = time.perf_counter()
+    target = training_device(device)
+    determinism = determinism_settings(target, recipe.seed, threads)
     # channels-last runs oneDNN's convolutions about 20 % faster on CPU; the ONNX export is unaffected
-    model.to(memory_format=torch.channels_last)
+    model.to(device=target, memory_format=torch.channels_last)
     subset = seeded_subset(len(x_train), recipe.train_subset, recipe.seed)
     if subset is not None:
         x_train, y_train = x_train[subset], y_train[subset]
@@ -171,18 +202,20 @@ def train_model(
             xb, yb = x_train[idx], y_train[idx]
             if recipe.shift or recipe.flip:
                 xb = augment_batch(xb, generator, pad=recipe.shift, flip=recipe.flip)
-            xb = xb.contiguous(memory_format=torch.channels_last)
+            xb = xb.to(target, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            yb = yb.to(target, non_blocking=True)
             loss = F.cross_entropy(model(xb), yb, label_smoothing=recipe.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
-            loss_sum += loss.detach() * len(idx)
+            loss_sum += loss.detach().cpu() * len(idx)
             step += 1
             if on_step is not None and (step % 20 == 0 or step == total_steps):
                 on_step(epoch, step, float(loss.detach()))
         epoch_loss = float(loss_sum) / n
-    accuracy = evaluate(model, x_test, y_test)
+    accuracy = evaluate(model, x_test, y_test, device=target)
+    model.to("cpu")  # exported and counted on the CPU
     return TrainResult(
         accuracy=accuracy,
         final_loss=round(epoch_loss, 6),
@@ -193,4 +226,6 @@ def train_model(
         threads=threads,
         wall_s=round(time.perf_counter() - started, 3),
         torch_version=torch.__version__,
+        device=str(target),
+        determinism=determinism,
     )
