@@ -5,7 +5,6 @@ import shutil
 import subprocess
 
 import numpy as np
-import pytest
 
 from test_cli_recommend import calibrated  # noqa: F401 - the fixture: a workspace with fitted models
 
