@@ -67,6 +67,7 @@ def recommend_command(
     recipe: Annotated[Optional[str], typer.Option("--recipe", help="Recipe of the precision model; default: the only one.")] = None,
     grid: Annotated[str, typer.Option("--grid", help="integer: every integer config up to the baseline | paper: 0.05 steps.")] = "integer",
     verify: Annotated[bool, typer.Option("--verify", help="Train, export and time the pick: predicted against measured.")] = False,
+    extrapolate: Annotated[bool, typer.Option("--extrapolate", help="Also pick configs outside the precision model's trained ranges.")] = False,
     data_dir: DataDirOption = None,
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
@@ -101,7 +102,7 @@ def recommend_command(
             except UsageError:
                 continue
     space = SPACES.get(precision.payload["dataset"], SPACES["fashionmnist"])
-    result = recommend(space, time_model, precision, goal, rule, top, grid, others)
+    result = recommend(space, time_model, precision, goal, rule, top, grid, others, extrapolate)
     result.warnings[:0] = notes
     mismatch = hardware_mismatch(profile.fitted, fingerprint()["hardware_id"])
     if mismatch:

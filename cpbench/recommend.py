@@ -12,7 +12,7 @@ from cpbench.config import Config, Space
 from cpbench.devicefit import TimePredictor
 from cpbench.errors import UsageError
 from cpbench.features import FEATURES, Layers
-from cpbench.optimize import Evaluated, Infeasible, best_under, candidates_for, evaluate_space
+from cpbench.optimize import Candidates, Evaluated, Infeasible, best_under, candidates_for, evaluate_space
 from cpbench.precision_files import PrecisionPredictor
 
 ENVELOPE_LEVELS = 12
@@ -100,18 +100,34 @@ def _pick(i: int, evaluated: Evaluated, time_model: TimePredictor, precision: Pr
     return Pick(c.as_csv(), macs, p, float(p_low[0]), float(p_high[0]), s, float(s_low[0]), float(s_high[0]), baseline_s / s)
 
 
-def evaluate(space: Space, grid: str, time_model: TimePredictor, precision: PrecisionPredictor) -> tuple[Evaluated, float]:
+def within_trained(candidates: Candidates, precision: PrecisionPredictor) -> Candidates:
+    """The candidates whose every parameter lies in the range the precision model was trained on."""
+    keep = np.ones(len(candidates), dtype=bool)
+    for name, (low, high) in precision.ranges.items():
+        values = getattr(candidates, name)
+        keep &= (values >= low) & (values <= high)
+    return Candidates(candidates.f[keep], candidates.s[keep], candidates.k[keep], candidates.l[keep])
+
+
+def evaluate(space: Space, grid: str, time_model: TimePredictor, precision: PrecisionPredictor,
+             extrapolate: bool = False) -> tuple[Evaluated, float]:
     candidates = candidates_for(space, grid)
+    if not extrapolate:
+        candidates = within_trained(candidates, precision)
     started = time.perf_counter()
     evaluated = evaluate_space(candidates, precision.predict, time_model.predict, precision.baseline, time_model.in_channels)
     return evaluated, time.perf_counter() - started
 
 
 def recommend(space: Space, time_model: TimePredictor, precision: PrecisionPredictor, target: float, target_rule: str,
-              top: int = 5, grid: str = "integer", others: dict[str, TimePredictor] | None = None) -> Recommendation:
+              top: int = 5, grid: str = "integer", others: dict[str, TimePredictor] | None = None,
+              extrapolate: bool = False) -> Recommendation:
+    """By default only configs inside the precision model's trained ranges can be picked: measured
+    with --verify, a pick outside them (s = 4 when training saw s >= 8) missed its predicted
+    precision by 16 %. --extrapolate searches the whole space and warns."""
     if top < 1:
         raise UsageError(f"--top must be >= 1, got {top}")
-    evaluated, elapsed = evaluate(space, grid, time_model, precision)
+    evaluated, elapsed = evaluate(space, grid, time_model, precision, extrapolate)
     chosen = best_under(evaluated, target, top)
     base = precision.baseline
     base_s = float(time_model.predict_configs([base])[0])

@@ -44,7 +44,7 @@ def test_recommend_json_answers_with_intervals_and_alternatives(cli, calibrated)
     assert pick["precision"] >= 0.85 and pick["precision_low"] <= pick["precision"] <= pick["precision_high"]
     assert pick["seconds_low"] <= pick["seconds"] <= pick["seconds_high"] and pick["speedup"] > 1
     assert len(r["alternatives"]) == 3 and all(a["seconds"] >= pick["seconds"] for a in r["alternatives"])
-    assert r["baseline"]["config"] == "64,28,5,3" and r["candidates"] > 20000 and r["configs_per_s"] > 0
+    assert r["baseline"]["config"] == "64,28,5,3" and r["candidates"] > 5000 and r["configs_per_s"] > 0
     assert r["pareto"] and r["envelope"] and r["time_model"].startswith("layerwise")
     shown = cli("recommend", "--device", "cpu-1thread", "--max-drop", "0.01", "-w", str(calibrated.root))
     assert shown.returncode == 0 and "faster than the baseline" in shown.stdout and "Pareto front" in shown.stdout
