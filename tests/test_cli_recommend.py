@@ -17,7 +17,7 @@ from test_cli_fit import add_run, copy_hand_written, random_configs, truth
 
 def synthetic_precision(ws: Workspace, recipe: str = "smoke") -> None:
     configs = sweeps_1d(FASHION_MNIST) + grids_2d(FASHION_MNIST)
-    theta = np.array([0.93, 0.02, 0.03, 0.01, 0.015, 0.8, 0.9, 1.2, 0.7])
+    theta = np.array([0.93, 0.02, 0.03, 0.01, 0.015, 0.8, 0.9, 1.2, 0.7, 0.05, 2.0])
     p = MODELS["saturating"](theta, normalise(configs, FASHION_MNIST.baseline))
     result = study(configs, p, FASHION_MNIST.baseline, "fashionmnist", recipe)
     save_study(result, ws.models_dir / "precision", {"cpu": "synthetic", "hardware_id": "synthetic"})
