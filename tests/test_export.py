@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from cpbench import export as export_module
+from cpbench import files as files_module
 from cpbench.config import Config
 from cpbench.errors import ExportError
 from cpbench.export import PARITY_TOLERANCE, export_onnx
@@ -68,7 +69,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     def boom(*_):
         raise OSError("disk full")
 
-    monkeypatch.setattr(export_module.os, "replace", boom)
+    monkeypatch.setattr(files_module.os, "replace", boom)
     with pytest.raises(OSError):
         write_atomically(target, b"new content")
     assert target.read_bytes() == b"complete"
