@@ -16,9 +16,9 @@ from pathlib import Path
 import onnx
 import torch
 
-from cpbench.counting import count_file
-from cpbench.export import to_onnx
-from cpbench.zoo import build_zoo_model, published
+from cpbench.counting.count import count_file
+from cpbench.build.onnx_export import to_onnx
+from cpbench.build.zoo import build_zoo_model, published
 
 
 def median_time(fn, repeats: int) -> float:

@@ -19,12 +19,12 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from cpbench.config import Config
-from cpbench.export import export_onnx
-from cpbench.family import build_family_model
-from cpbench.profiles import SHIPPED, load_profile
-from cpbench.runs import TimingTarget, time_in_worker
-from cpbench.timing import MeasureSettings
+from cpbench.family.config import Config
+from cpbench.build.onnx_export import export_onnx
+from cpbench.family.network import build_family_model
+from cpbench.timing.profiles import SHIPPED, load_profile
+from cpbench.timing.runner import TimingTarget, time_in_worker
+from cpbench.timing.protocol import MeasureSettings
 
 
 def benchmark_app_latency_ms(path: Path, threads: int, seconds: int) -> tuple[float, float]:

@@ -15,11 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from cpbench.config import Config, Space
-from cpbench.devicefit import predictor_from_profile
-from cpbench.optimize import best_under, evaluate_space, integer_space
-from cpbench.precision_files import load_precision
-from cpbench.profiles import SHIPPED, load_profile
+from cpbench.family.config import Config, Space
+from cpbench.fitting.device_fit import predictor_from_profile
+from cpbench.optimize.search import best_under, evaluate_space, integer_space
+from cpbench.fitting.precision_predictor import load_precision
+from cpbench.timing.profiles import SHIPPED, load_profile
 
 GOAL_PER_S = 100_000
 GOAL_COMMAND_S = 2.0

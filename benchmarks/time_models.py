@@ -18,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from cpbench.complexity import MODELS, error_metrics
-from cpbench.config import FASHION_MNIST, Config
-from cpbench.devicefit import fit_device
-from cpbench.features import Layers, feature_matrix
-from cpbench.observations import load_observations
-from cpbench.presets import get_preset
-from cpbench.store import Workspace
+from cpbench.fitting.metrics import error_metrics
+from cpbench.fitting.time_models import MODELS
+from cpbench.family.config import FASHION_MNIST, Config
+from cpbench.fitting.device_fit import fit_device
+from cpbench.family.closed_form import Layers, feature_matrix
+from cpbench.fitting.observations import load_observations
+from cpbench.family.presets import get_preset
+from cpbench.workspace.store import Workspace
 
 GOAL_MAPE, GOAL_WITHIN_10 = 0.05, 0.95
 
@@ -36,7 +37,7 @@ def cli(*args: str) -> None:
 
 
 def held_out_configs(n: int, seed: int) -> list[Config]:
-    from cpbench.config import random_from_space
+    from cpbench.family.config import random_from_space
 
     fitted_on = set(get_preset("timing").build(FASHION_MNIST, 0))
     return random_from_space(FASHION_MNIST, n, seed, exclude=fitted_on)

@@ -18,13 +18,13 @@ from pathlib import Path
 import onnxruntime as ort
 import torch
 
-from cpbench.config import Config
-from cpbench.export import export_onnx
-from cpbench.family import build_family_model
-from cpbench.profiles import Profile
-from cpbench.runtimes import make_inputs
-from cpbench.runtimes.onnxruntime import OnnxRuntime
-from cpbench.timing import MeasureSettings, measure
+from cpbench.family.config import Config
+from cpbench.build.onnx_export import export_onnx
+from cpbench.family.network import build_family_model
+from cpbench.timing.profiles import Profile
+from cpbench.timing.runtimes import make_inputs
+from cpbench.timing.runtimes.onnxruntime import OnnxRuntime
+from cpbench.timing.protocol import MeasureSettings, measure
 
 
 def bare_loop(session, feeds, outputs, n: int) -> list[float]:

@@ -1,10 +1,17 @@
-"""Training throughput: cpbench's in-memory loop against a plain PyTorch loop over a DataLoader.
+"""Training throughput, measured side by side in one run (A B C A B C ...), same config, images,
+optimiser, schedule and threads, so drift on a noisy machine hits all:
 
-Same config, same images, same optimiser and schedule, same threads; the runs alternate
-(A B A B ...) so that drift on a noisy machine hits both. Prints images/s for each and the ratio
-(goal: cpbench / plain >= 1.0).
+- a plain PyTorch loop over a DataLoader (what a user writes first),
+- cpbench's in-memory loop in fp32 (the trainer before the converged recipe),
+- cpbench's loop with the converged recipe's settings (bf16 autocast where the CPU has it natively,
+  augmentation, label smoothing).
 
-    python benchmarks/train_throughput.py [--config 64,28,5,3] [--images 6000] [--repeats 3]
+Prints images/s for each and the ratios (goals: cpbench fp32 / plain >= 1.0; converged / fp32 >= 2).
+With --accuracy, also trains the fp32 and the bf16 variants of the converged recipe to the end on
+the full training set and prints both test accuracies (goal: within 0.2 points; about 25 minutes
+for the baseline on 2 cores).
+
+    python benchmarks/train_throughput.py [--config 64,28,5,3] [--images 6000] [--repeats 3] [--accuracy]
 """
 
 from __future__ import annotations
@@ -17,10 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from cpbench.config import Config
-from cpbench.data import DatasetSpec, prepare
-from cpbench.family import build_family_model
-from cpbench.train import Recipe, train_model
+from cpbench.family.config import Config
+from cpbench.build.data import DatasetSpec, prepare
+from cpbench.family.network import build_family_model
+import dataclasses
+
+from cpbench.build.train import Recipe, cpu_has_native_bf16, get_recipe, train_model
 
 
 def plain_loop(config: Config, x: torch.Tensor, y: torch.Tensor, recipe: Recipe) -> float:
@@ -47,7 +56,18 @@ def cpbench_loop(config: Config, x: torch.Tensor, y: torch.Tensor, recipe: Recip
     model = build_family_model(config)
     empty = x[:0], y[:0]  # time training only; evaluation is not part of either loop here
     result = train_model(model, x, y, *empty, recipe, threads)
-    return len(x) * recipe.epochs / result.wall_s
+    return result.images_per_s
+
+
+def accuracy_at_equal_epochs(config: Config, threads: int) -> None:
+    converged = get_recipe("converged")
+    data = prepare(DatasetSpec.parse("fashionmnist"), config.s)
+    for recipe in (dataclasses.replace(converged, autocast="fp32"), converged):
+        torch.manual_seed(recipe.seed)
+        model = build_family_model(config)
+        result = train_model(model, data.x_train, data.y_train, data.x_test, data.y_test, recipe, threads)
+        print(f"converged recipe, {result.autocast}: test accuracy {result.accuracy:.4f}, "
+              f"{result.images_per_s:.0f} images/s, {result.wall_s:.0f} s")
 
 
 def main() -> None:
@@ -56,21 +76,29 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=6000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--accuracy", action="store_true", help="also train fp32 and bf16 to the end and compare accuracy")
     args = parser.parse_args()
     config = Config.parse(args.config)
     torch.set_num_threads(args.threads)
     data = prepare(DatasetSpec.parse("fashionmnist"), config.s)
     x, y = data.x_train[: args.images], data.y_train[: args.images]
     recipe = Recipe("bench", epochs=1)
-    plain, ours = [], []
+    fast = dataclasses.replace(get_recipe("converged"), epochs=1, name="converged-1-epoch")
+    plain, ours, converged = [], [], []
     for _ in range(args.repeats):
         plain.append(plain_loop(config, x, y, recipe))
         ours.append(cpbench_loop(config, x, y, recipe, args.threads))
-    p, o = statistics.median(plain), statistics.median(ours)
-    print(f"config {config.id}, {args.images} images x {args.repeats} alternating runs, {args.threads} threads")
-    print(f"plain DataLoader loop : {p:8.0f} images/s  (runs: {', '.join(f'{v:.0f}' for v in plain)})")
-    print(f"cpbench loop          : {o:8.0f} images/s  (runs: {', '.join(f'{v:.0f}' for v in ours)})")
-    print(f"ratio cpbench / plain : {o / p:.2f}x  (goal >= 1.0)")
+        converged.append(cpbench_loop(config, x, y, fast, args.threads))
+    p, o, c = statistics.median(plain), statistics.median(ours), statistics.median(converged)
+    native = "native bf16 (AMX or AVX512-BF16)" if cpu_has_native_bf16() else "no native bf16: the recipe runs fp32 here"
+    print(f"config {config.id}, {args.images} images x {args.repeats} alternating runs, {args.threads} threads; {native}")
+    print(f"plain DataLoader loop         : {p:8.0f} images/s  (runs: {', '.join(f'{v:.0f}' for v in plain)})")
+    print(f"cpbench loop, fp32            : {o:8.0f} images/s  (runs: {', '.join(f'{v:.0f}' for v in ours)})")
+    print(f"cpbench loop, converged recipe: {c:8.0f} images/s  (runs: {', '.join(f'{v:.0f}' for v in converged)})")
+    print(f"ratio cpbench fp32 / plain    : {o / p:.2f}x  (goal >= 1.0)")
+    print(f"ratio converged / fp32        : {c / o:.2f}x  (goal >= 2)")
+    if args.accuracy:
+        accuracy_at_equal_epochs(config, args.threads)
 
 
 if __name__ == "__main__":

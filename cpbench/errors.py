@@ -19,3 +19,28 @@ class ExportError(CpbenchError):
     """A model that could not be exported faithfully (checker or parity failure)."""
 
     exit_code = 1
+
+
+def first_line(exc: BaseException) -> str:
+    """'TypeName: first line of the message', safe for an exception with an empty message."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def calibration_hint(device: str) -> str:
+    """The one way to tell a user how to calibrate this machine for a device profile."""
+    return (f"calibrate this machine with 'cpbench export --preset timing --untrained', "
+            f"'cpbench time --device {device}' and 'cpbench fit --device {device}'")
+
+
+def check_choice(value: object, choices, what: str, error: type[CpbenchError] = UsageError) -> None:
+    """The one check of a name against a registry (any iterable of names): 'unknown X; choose one of ...'."""
+    names = list(choices)
+    if value not in names:
+        raise error(f"unknown {what} {value!r}; choose one of {', '.join(map(str, names))}")
+
+
+def choose(registry, name: str, what: str):
+    """registry[name], or the one 'unknown X; choose one of ...' error."""
+    check_choice(name, registry, what)
+    return registry[name]

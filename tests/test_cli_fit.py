@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cpbench.config import Config
-from cpbench.environment import fingerprint
-from cpbench.features import FEATURES, Layers
-from cpbench.profiles import FITTED_MARKER, SHIPPED, load_profile
-from cpbench.runs import ModelTiming, TimingRun
-from cpbench.store import ModelRecord, Workspace
-from cpbench.timing import summarize
+from cpbench.family.config import Config
+from cpbench.timing.environment import fingerprint
+from cpbench.family.closed_form import FEATURES, Layers
+from cpbench.timing.profiles import FITTED_MARKER, SHIPPED, load_profile
+from cpbench.timing.runner import ModelTiming, TimingRun
+from cpbench.workspace.store import ModelRecord, Workspace
+from cpbench.timing.protocol import summarize
 from test_cli import assert_one_line_error
 
 
@@ -145,9 +145,9 @@ def test_fit_bad_input(cli, workspace):
 
 def test_degenerate_timings_are_a_usage_error():
     """Ten timings of models that all have the same MACs cannot say how time follows MACs."""
-    from cpbench.devicefit import fit_device
+    from cpbench.fitting.device_fit import fit_device
     from cpbench.errors import UsageError
-    from cpbench.observations import Observation, Observations
+    from cpbench.fitting.observations import Observation, Observations
 
     config = Config(8, 16, 3, 2)
     points = [Observation(f"copy{i}", "family", 1e-4 * (1 + i / 100), 1000, "run", config) for i in range(10)]

@@ -99,8 +99,40 @@ def test_time_bad_input(cli, workspace, tmp_path):
     assert_one_line_error(cli("time", "--device", "tpu", "-w", str(workspace)), "no device profile 'tpu'")
     assert_one_line_error(cli("time", "--device", "cpu", "-w", str(tmp_path)), "no models")
     assert_one_line_error(cli("time", "--device", "cpu", "--model", str(tmp_path / "x.onnx"), "-w", str(workspace)), "does not exist")
-    assert_one_line_error(cli("time", "--device", "cpu", "--batch", "0", "-w", str(workspace)), "--batch must be >= 1")
+    assert_one_line_error(cli("time", "--device", "cpu", "--batch", "0", "-w", str(workspace)), "--batch must be in 1..1024")
+    assert_one_line_error(cli("time", "--device", "cpu", "--threads", "100000", "-w", str(workspace)), "--threads must be in 0..1024")
     assert_one_line_error(cli("compare", "nope-a", "nope-b", "-w", str(workspace)), "no run 'nope-a'")
     bad = tmp_path / "bad.toml"
     bad.write_text('runtime = "onnxruntime"\nprovider = "CPUExecutionProvider"\nthreds = 1\n')
     assert_one_line_error(cli("time", "--device", str(bad), "-w", str(workspace)), "unknown key 'threds'")
+    runs_before = json.loads(cli("runs", "-w", str(workspace), "--json").stdout)
+    for text, message in (
+        ('runtime = "onnxruntime"\nprovider = "CPUExecutionProvider"\n[options]\ninter_op_threads = 1\n', "'options.inter_op_threads'"),
+        ('runtime = "openvino"\n[options]\nNUM_STREAM = "1"\n', "unknown OpenVINO property 'options.NUM_STREAM'"),
+    ):
+        bad.write_text(text)
+        assert_one_line_error(cli("time", "--device", str(bad), "-w", str(workspace)), message)
+    assert json.loads(cli("runs", "-w", str(workspace), "--json").stdout) == runs_before  # refused before any run began
+
+
+def test_a_changed_model_file_is_refused_and_nothing_is_stored(cli, workspace, tmp_path):
+    import shutil
+
+    runs_before = json.loads(cli("runs", "-w", str(workspace), "--json").stdout)
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model at all")
+    assert_one_line_error(cli("time", "--device", "cpu", "--model", str(junk), "-w", str(workspace)), "not a readable ONNX model")
+    model = workspace / "models" / "family" / "fashionmnist-untrained" / "f4-s8-k3-l1.onnx"
+    kept = tmp_path / "kept.onnx"
+    shutil.copy(model, kept)
+    try:
+        shutil.copy(workspace / "models" / "family" / "fashionmnist-untrained" / "f8-s12-k3-l2.onnx", model)
+        assert_one_line_error(cli("time", "--device", "cpu", *QUICK, "-w", str(workspace)), "has changed since model", "--force")
+    finally:
+        shutil.copy(kept, model)
+    assert json.loads(cli("runs", "-w", str(workspace), "--json").stdout) == runs_before
+    done = cli("time", "--device", "cpu", "--model", str(kept), *QUICK, "-w", str(workspace), "--json")
+    assert done.returncode == 0, done.stderr
+    import hashlib
+    timed = json.loads(done.stdout)["models"][0]
+    assert timed["sha256"] == hashlib.sha256(kept.read_bytes()).hexdigest()  # the hash of the bytes timed

@@ -4,13 +4,13 @@ linearity tests, and the profile's [fitted] table."""
 import numpy as np
 import pytest
 
-from cpbench.complexity import (
+from cpbench.fitting.time_models import (
     MODELS, error_metrics, evaluate, fit_model, group_test_sets, held_out_predictions, kfold_indices, nested_f_test,
     power_law,
 )
-from cpbench.config import Config
+from cpbench.family.config import Config
 from cpbench.errors import UsageError
-from cpbench.features import FEATURES, Layers, feature_matrix
+from cpbench.family.closed_form import FEATURES, Layers, feature_matrix
 
 
 def test_features_follow_the_architecture():
@@ -26,9 +26,9 @@ def test_features_follow_the_architecture():
 
 
 def test_total_macs_equal_the_onnx_count_of_exported_models():
-    from cpbench.counting import count_model
-    from cpbench.export import export_onnx
-    from cpbench.family import build_family_model
+    from cpbench.counting.count import count_model
+    from cpbench.build.onnx_export import export_onnx
+    from cpbench.family.network import build_family_model
 
     configs = [Config(5, 13, 2, 2), Config(3, 9, 4, 3), Config(16, 8, 1, 1)]
     for config in configs:

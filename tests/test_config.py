@@ -2,9 +2,9 @@ import re
 
 import pytest
 
-from cpbench.config import FASHION_MNIST, LFW, Config, grids_2d, sweeps_1d
+from cpbench.family.config import FASHION_MNIST, LFW, Config, grids_2d, sweeps_1d
 from cpbench.errors import UsageError
-from cpbench.presets import PRESETS, get_preset
+from cpbench.family.presets import PRESETS, get_preset
 
 
 def test_parse_and_id_round_trip():

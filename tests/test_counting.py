@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from cpbench.counting import count_file, count_model, parse_input_shape
+from cpbench.counting.count import count_file, count_model
+from cpbench.counting.graph import parse_input_shape
 from cpbench.errors import UsageError
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cpbench.data import (
+from cpbench.build.data import (
     FASHION_FILES,
     DatasetSpec,
     dataset_shape,

@@ -3,13 +3,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from cpbench import export as export_module
-from cpbench import files as files_module
-from cpbench.config import Config
+from cpbench.build import onnx_export as export_module
+from cpbench.workspace import files as files_module
+from cpbench.family.config import Config
 from cpbench.errors import ExportError
-from cpbench.export import PARITY_TOLERANCE, export_onnx
-from cpbench.files import write_atomically
-from cpbench.family import build_family_model
+from cpbench.build.onnx_export import PARITY_TOLERANCE, export_onnx
+from cpbench.workspace.files import write_atomically
+from cpbench.family.network import build_family_model
 
 
 @pytest.fixture(scope="module", params=["torchscript", "dynamo"])

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from cpbench.config import Config
-from cpbench.family import build_family_model, count_parameters
+from cpbench.family.config import Config
+from cpbench.family.network import build_family_model, count_parameters
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 6])

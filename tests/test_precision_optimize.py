@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from cpbench.config import FASHION_MNIST, Config, grids_2d, random_from_grid, sweeps_1d
+from cpbench.family.config import FASHION_MNIST, Config, grids_2d, random_from_grid, sweeps_1d
 from cpbench.errors import UsageError
-from cpbench.features import FEATURES, Layers
-from cpbench.optimize import Infeasible, best_under, evaluate_space, integer_space, paper_grid
-from cpbench.precision import MODELS, fit_precision_model, normalise, study, subset_for
+from cpbench.family.closed_form import FEATURES, Layers
+from cpbench.optimize.search import Infeasible, best_under, evaluate_space, integer_space, paper_grid
+from cpbench.fitting.precision_models import MODELS, fit_precision_model, normalise, study, subset_for
 
 BASE = FASHION_MNIST.baseline
 
@@ -44,7 +44,7 @@ def test_one_and_two_d_models_use_only_their_slice():
     assert {c.s for c in fk} == {28} and {c.l for c in fk} == {3} and {c.k for c in fk} == {3, 4, 5}
 
 
-def test_study_holds_out_the_random_configs_and_picks_an_integrated_model():
+def test_study_holds_out_the_held_out_set_and_picks_an_integrated_model():
     studied = sweeps_1d(FASHION_MNIST) + grids_2d(FASHION_MNIST)
     random = random_from_grid(FASHION_MNIST, 12, 1, exclude=set(studied))
     configs = studied + random
@@ -54,7 +54,11 @@ def test_study_holds_out_the_random_configs_and_picks_an_integrated_model():
     result = study(configs, p, BASE, "fashionmnist", "synthetic", mask)
     assert result.best in ("eq6", "saturating")
     best = result.evaluations[result.best]
-    assert best.held_out_kind == "random configs" and best.held_out.n == 12 and best.held_out.mape < 0.01
+    assert best.held_out_kind == "held-out set" and best.held_out.n == 12 and best.held_out.mape < 0.01
+    assert best.used == len(configs) - 12  # the held-out set is never fitted
+    assert best.kfold is not None and best.kfold.mae < 0.01
+    # the naive baselines are judged on the same held-out configs, and the model beats the constant
+    assert result.naive.kind == "held-out set" and result.naive.constant.mae > best.held_out.mae
     assert result.baseline_precision == pytest.approx(p[configs.index(BASE)])
     assert {"eq2-f", "eq2-s", "eq3", "eq4", "eq5"} <= set(result.evaluations)
     with pytest.raises(UsageError, match="too few"):

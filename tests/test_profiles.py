@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from cpbench.errors import UsageError
-from cpbench.profiles import SHIPPED, load_profile, parse_profile
+from cpbench.timing.profiles import SHIPPED, load_profile, parse_profile
 
 
 def test_shipped_profiles():
@@ -39,6 +39,13 @@ def test_a_workspace_profile_wins_and_a_path_works(tmp_path):
         ('runtime = "openvino"\n[measure]\nmin_runs = 0\n', "key 'measure.min_runs' is out of range"),
         ('runtime = "openvino"\n[measure]\nmin_time_s = "long"\n', "key 'measure.min_time_s' must be a number"),
         ('runtime = openvino\n', "not valid TOML"),
+        ('runtime = "onnxruntime"\nprovider = "X"\nthreads = 100000\n', "key 'threads' must be <= 1024"),
+        ('runtime = "onnxruntime"\nprovider = "X"\n[options]\nintra_op_spinning = 0\n', "unknown ONNX Runtime option 'options.intra_op_spinning'"),
+        ('runtime = "onnxruntime"\nprovider = "X"\n[options]\nenable_mem_pattern = "yes"\n', "'options.enable_mem_pattern' must be bool"),
+        ('runtime = "onnxruntime"\nprovider = "X"\n[options]\nexecution_mode = "fast"\n', "'options.execution_mode' is 'fast'"),
+        ('runtime = "openvino"\n[options]\nPERFORMANCE_HINTS = "LATENCY"\n', "unknown OpenVINO property 'options.PERFORMANCE_HINTS'"),
+        ('runtime = "openvino"\n[options]\nPERFORMANCE_HINT = "FASTEST"\n', "'options.PERFORMANCE_HINT' is 'FASTEST'"),
+        ('runtime = "openvino"\n[options]\nNUM_STREAMS = 1.5\n', "'options.NUM_STREAMS' must be int or str"),
     ],
 )
 def test_profile_errors_name_the_key(text, message):

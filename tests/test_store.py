@@ -3,7 +3,7 @@ import sqlite3
 import pytest
 
 from cpbench.errors import UsageError
-from cpbench.store import SCHEMA_VERSION, ModelRecord, Store
+from cpbench.workspace.store import SCHEMA_VERSION, ModelRecord, Store
 
 
 def record(name: str, accuracy: float | None = 0.9) -> ModelRecord:

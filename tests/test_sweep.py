@@ -2,10 +2,10 @@
 
 import dataclasses
 
-from cpbench.config import Config
-from cpbench.data import DatasetSpec
-from cpbench.store import Workspace
-from cpbench.sweep import ExportJob, run_sweep
+from cpbench.family.config import Config
+from cpbench.build.data import DatasetSpec
+from cpbench.workspace.store import Workspace
+from cpbench.build.sweep import ExportJob, run_sweep
 
 
 @dataclasses.dataclass(frozen=True)

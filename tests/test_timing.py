@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cpbench.errors import UsageError
-from cpbench.timing import MeasureSettings, geometric_mean, measure, median_confidence_interval, summarize
+from cpbench.timing.protocol import MeasureSettings, geometric_mean, measure, median_confidence_interval, summarize
 
 
 def test_summary_statistics_of_known_samples():

@@ -1,9 +1,9 @@
 import torch
 
-from cpbench.config import Config
-from cpbench.data import DatasetSpec, prepare
-from cpbench.family import build_family_model
-from cpbench.train import RECIPES, Recipe, augment_batch, train_model
+from cpbench.family.config import Config
+from cpbench.build.data import DatasetSpec, prepare
+from cpbench.family.network import build_family_model
+from cpbench.build.train import RECIPES, Recipe, augment_batch, train_model
 
 
 def train_smoke(config: Config, subset: int = 3000):

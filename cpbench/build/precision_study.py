@@ -1,0 +1,201 @@
+"""The precision study behind `recommend`: which configs to train, with which seeds, and the
+resumable runner that appends one raw result per trained (config, seed) to a versioned JSONL file.
+
+The design samples where precision targets live: the 1-D sweeps around the baseline, a
+space-filling (Sobol) design over the Omega grid made denser near the baseline, repeated seeds on
+the baseline and on other configs to measure the seed-to-seed spread, and a final held-out set
+drawn with another seed, trained last so the model form is frozen before it is seen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from cpbench.family.config import Config, Space, sweeps_1d, unique
+from cpbench.errors import UsageError
+
+STUDY_FORMAT = 1
+REFERENCE_STUDY = Path(__file__).resolve().parents[1] / "reference" / "fashionmnist-converged.study.jsonl"
+DESIGN_SIZE = 16
+HOLDOUT_SIZE = 10
+DESIGN_SEED = 7
+HOLDOUT_SEED = 1001
+SEEDS = (0, 1, 2)
+NEAR_BASELINE_POWER = 1.6  # > 1 concentrates the design near the baseline's end of each Omega
+
+ROLES = ("sweep", "design", "seed", "holdout")
+
+
+@dataclass(frozen=True)
+class StudyItem:
+    """One training to do: a config, a seed and why it is in the study."""
+
+    config: Config
+    seed: int
+    role: str
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """One trained (config, seed): what the precision models are fitted to."""
+
+    config: str  # f,s,k,l
+    seed: int
+    role: str
+    dataset: str
+    recipe: str
+    recipe_hash: str
+    accuracy: float
+    test_size: int
+    train_s: float
+    images_per_s: float
+    autocast: str
+    threads: int
+    torch_version: str
+    machine: dict
+    date: str
+    format: int = STUDY_FORMAT
+
+    @property
+    def parsed(self) -> Config:
+        return Config.parse(self.config)
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        return (self.config, self.seed, self.recipe_hash)
+
+
+def biased_design(space: Space, n: int, seed: int, exclude: Iterable[Config] = ()) -> list[Config]:
+    """n distinct configs of the Omega grid from a scrambled Sobol sequence, each coordinate bent
+    by u**power so that values next to the baseline's are drawn more often than the smallest."""
+    from scipy.stats import qmc  # here: the runner needs scipy, predicting does not
+
+    omegas = [sorted(getattr(space, f"omega_{p}"), key=lambda v: abs(v - getattr(space.baseline, p))) for p in "fskl"]
+    taken = set(exclude)
+    out: list[Config] = []
+    sampler = qmc.Sobol(d=4, scramble=True, seed=seed)
+    while len(out) < n:
+        for u in sampler.random(64):
+            values = [omega[min(len(omega) - 1, int(len(omega) * ui**NEAR_BASELINE_POWER))] for omega, ui in zip(omegas, u)]
+            f, s, k, l = values  # noqa: E741
+            if s < 2**l:
+                continue
+            config = Config(f, s, k, l)
+            if config not in taken:
+                taken.add(config)
+                out.append(config)
+                if len(out) == n:
+                    break
+    return out
+
+
+def seed_configs(space: Space) -> list[Config]:
+    """The baseline and five others, from near the baseline to small: where seed spread is measured."""
+    b = space.baseline
+    return unique([b, space.replace_baseline(f=b.f // 2), space.replace_baseline(s=space.omega_s[3]),
+                   space.replace_baseline(k=space.omega_k[-1]), Config(b.f // 2, space.omega_s[2], 4, 2),
+                   Config(b.f // 4, space.omega_s[2], 4, 2)])
+
+
+def plan_study(space: Space) -> list[StudyItem]:
+    """Everything the study trains, in the order it is trained (held-out set last)."""
+    sweeps = sweeps_1d(space)
+    items = [StudyItem(c, SEEDS[0], "sweep") for c in sweeps]
+    items += [StudyItem(space.baseline, seed, "seed") for seed in SEEDS[1:]]
+    design = biased_design(space, DESIGN_SIZE, DESIGN_SEED, exclude=sweeps)
+    items += [StudyItem(c, SEEDS[0], "design") for c in design]
+    holdout = biased_design(space, HOLDOUT_SIZE, HOLDOUT_SEED, exclude=set(sweeps) | set(design))
+    items += [StudyItem(c, SEEDS[0], "holdout") for c in holdout]
+    for seed in SEEDS[1:]:
+        items += [StudyItem(c, seed, "seed") for c in seed_configs(space) if c != space.baseline]
+    return items
+
+
+def read_results(path: Path) -> list[StudyResult]:
+    """Every complete line of a study file; a torn last line (a kill mid-write) is ignored."""
+    if not path.exists():
+        return []
+    out = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        version = row.get("format")
+        if version != STUDY_FORMAT:
+            raise UsageError(f"{path}:{number} has study format {version!r}, this cpbench reads {STUDY_FORMAT}; upgrade cpbench")
+        out.append(StudyResult(**row))
+    return out
+
+
+def append_result(path: Path, result: StudyResult) -> None:
+    """One line, flushed and fsynced: a stop at any moment loses at most the training in progress."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(asdict(result), sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+Trainer = Callable[[StudyItem], dict]  # returns the TrainResult fields of one training
+
+
+def pending(items: list[StudyItem], done: list[StudyResult], recipe_hash: str) -> list[StudyItem]:
+    keys = {r.key for r in done}
+    return [i for i in items if (i.config.as_csv(), i.seed, recipe_hash) not in keys]
+
+
+def run_study(items: list[StudyItem], path: Path, dataset: str, recipe_name: str, recipe_hash: str,
+              train: Trainer, machine: dict) -> Iterator[StudyResult]:
+    """Train what is not in `path` yet, appending each result as soon as it exists."""
+    for item in pending(items, read_results(path), recipe_hash):
+        facts = train(item)
+        result = StudyResult(
+            config=item.config.as_csv(), seed=item.seed, role=item.role, dataset=dataset, recipe=recipe_name,
+            recipe_hash=recipe_hash, accuracy=facts["accuracy"], test_size=facts["test_size"],
+            train_s=facts["wall_s"], images_per_s=facts["images_per_s"], autocast=facts["autocast"],
+            threads=facts["threads"], torch_version=facts["torch_version"], machine=machine,
+            date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        append_result(path, result)
+        yield result
+
+
+def family_trainer(dataset_text: str, recipe_name: str, threads: int, data_dir: Path | None = None,
+                   weights_dir: Path | None = None) -> Trainer:
+    """Train one study item with the named recipe (its seed replaced by the item's)."""
+    import torch
+
+    from cpbench.build.data import DatasetSpec, prepare
+    from cpbench.family.network import build_family_model
+    from cpbench.build.train import get_recipe, train_model
+
+    spec = DatasetSpec.parse(dataset_text)
+    base = get_recipe(recipe_name)
+
+    def train(item: StudyItem) -> dict:
+        recipe = base if item.seed == base.seed else base.__class__(**{**asdict(base), "seed": item.seed})
+        data = prepare(spec, item.config.s, data_dir)
+        torch.manual_seed(recipe.seed)
+        model = build_family_model(item.config, data.channels, data.num_classes)
+        started = time.perf_counter()
+        result = train_model(model, data.x_train, data.y_train, data.x_test, data.y_test, recipe, threads)
+        if weights_dir is not None:
+            weights_dir.mkdir(parents=True, exist_ok=True)
+            torch.save(model.state_dict(), weights_dir / f"{item.config.id}-seed{item.seed}.pt")
+        facts = result.as_dict()
+        facts["wall_s"] = round(time.perf_counter() - started, 3)
+        return facts
+
+    return train
+

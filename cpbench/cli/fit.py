@@ -1,0 +1,174 @@
+"""`cpbench fit`, `cpbench predict` and `cpbench profiles`: time models per device profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cpbench.cli.options import JsonOption, WorkspaceOption, err, out, print_json
+from cpbench.errors import UsageError, calibration_hint
+
+profiles_app = typer.Typer(help="List device profiles and show one with its fitted time models.", no_args_is_help=True)
+
+DeviceOption = Annotated[str, typer.Option("--device", "-d", help="Profile name (profiles/NAME.toml) or a .toml path.")]
+
+
+def fit_command(
+    device: DeviceOption,
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Time model(s) to fit (repeatable); default: all.")] = None,
+    batch: Annotated[Optional[int], typer.Option("--batch", help="Fit the runs at this batch size; default: the latest run's.")] = None,
+    run: Annotated[Optional[list[str]], typer.Option("--run", help="Fit only these run ids (repeatable); default: every run of the device.")] = None,
+    statistic: Annotated[str, typer.Option("--statistic", help="min (default: the least disturbed run) | p10 | median (typical latency) | mean of each model's run times.")] = "min",
+    folds: Annotated[int, typer.Option("--folds", help="k of the k-fold held-out evaluation.")] = 5,
+    write: Annotated[bool, typer.Option("--write/--no-write", help="Write the [fitted] table into the profile.")] = True,
+    workspace: WorkspaceOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Fit time models to a device's timings, judge them on held-out configs, give the linearity verdict."""
+    from cpbench.fitting.device_fit import fit_device, fitted_table, hardware_mismatch
+    from cpbench.fitting.observations import load_observations
+    from cpbench.timing.profiles import load_profile, write_fitted
+    from cpbench.cli.views.fit import fit_summary
+    from cpbench.workspace.store import Workspace
+
+    from cpbench.fitting.time_models import get_model_spec
+
+    if folds < 2:
+        raise UsageError(f"--folds must be >= 2, got {folds}")
+    for name in model or []:
+        get_model_spec(name)
+    ws = Workspace(workspace)
+    profile = load_profile(device, ws.profiles_dir)
+    if not ws.store_path.exists():
+        raise UsageError(f"no store in {ws.root}; {calibration_hint(profile.name)}")
+    with ws.open_store() as store:
+        observations = load_observations(store, profile.name, batch, statistic, run)
+    result = fit_device(observations, model, folds)
+    mismatch = hardware_mismatch(profile.fitted, observations.fingerprint.get("hardware_id", ""))
+    if mismatch:
+        result.warnings.append(mismatch + "; this fit replaces it")
+    others = other_verdicts(ws, profile.name)
+    written = None
+    if write:
+        ws.ensure_writable()
+        written = str(write_fitted(profile, ws.profiles_dir, fitted_table(result)))
+    if as_json:
+        print_json({**result.as_dict(), "written": written, "other_devices": others})
+        return
+    out.print(fit_summary(result, written))
+    for other in others:
+        out.print(f"on '{other['device']}' (batch {other['batch']}): b = {other['exponent']:.2f} "
+                  f"[{other['ci_low']:.2f}, {other['ci_high']:.2f}], linear held-out MAPE {other['linear_mape']:.1%}, "
+                  f"best {other['best']} {other['best_mape']:.1%}")
+
+
+def other_verdicts(ws, exclude: str) -> list[dict]:
+    """The linearity evidence already fitted for the workspace's other profiles: the verdict may
+    differ by device and batch, and this puts them side by side."""
+    from cpbench.timing.profiles import available_profiles, load_profile
+
+    rows = []
+    for name in available_profiles(ws.profiles_dir):
+        if name == exclude:
+            continue
+        fitted = load_profile(name, ws.profiles_dir).fitted or {}
+        models, law = fitted.get("models", {}), fitted.get("power_law")
+        if not law or "linear-rel" not in models or fitted.get("best") not in models:
+            continue
+        rows.append({
+            "device": name, "batch": fitted.get("batch"), "exponent": law["exponent"], "ci_low": law["ci_low"],
+            "ci_high": law["ci_high"], "linear_mape": models["linear-rel"]["kfold"]["mape"], "best": fitted["best"],
+            "best_mape": models[fitted["best"]]["kfold"]["mape"], "statistic": fitted.get("statistic"),
+        })
+    return rows
+
+
+def predict_command(
+    device: DeviceOption,
+    config: Annotated[list[str], typer.Option("--config", "-c", help="f,s,k,l (repeatable), e.g. 32,24,3,2")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Fitted model to use; default: the profile's best.")] = None,
+    workspace: WorkspaceOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Predicted time per inference for configs on a device, with a 95 % interval from held-out errors."""
+    from rich.table import Table
+
+    from cpbench.family.config import Config
+    from cpbench.fitting.device_fit import hardware_mismatch, predictor_from_profile
+    from cpbench.timing.environment import fingerprint
+    from cpbench.family.closed_form import FEATURES, Layers
+    from cpbench.timing.profiles import load_profile
+    from cpbench.cli.views.common import fmt_macs, fmt_seconds
+    from cpbench.workspace.store import Workspace
+
+    configs = [Config.parse(c) for c in config]
+    ws = Workspace(workspace)
+    profile = load_profile(device, ws.profiles_dir)
+    predictor = predictor_from_profile(profile, model)
+    layers = Layers.of(configs, predictor.in_channels)
+    seconds = predictor.predict(layers)
+    low, high = predictor.bounds(seconds)
+    macs = FEATURES["macs"](layers)
+    baseline = predictor.fitted.get("baseline_time_s")
+    rows = [
+        {"config": c.as_csv(), "macs": int(m), "predicted_s": float(t), "low_s": float(lo), "high_s": float(hi),
+         "relative_to_baseline": float(t / baseline) if baseline else None}
+        for c, m, t, lo, hi in zip(configs, macs, seconds, low, high)
+    ]
+    mismatch = hardware_mismatch(profile.fitted, fingerprint()["hardware_id"])
+    if as_json:
+        print_json({"device": profile.name, "model": predictor.model.spec.name, "statistic": predictor.fitted.get("statistic"),
+                    "predictions": rows, "warning": mismatch})
+        return
+    table = Table(title=f"Predicted time ({predictor.statistic} of runs) on '{profile.name}' "
+                        f"({predictor.model.spec.name}, batch {predictor.fitted.get('batch')})")
+    for column in ("config", "MACs", "predicted", "95 % interval", "× baseline"):
+        table.add_column(column, justify="left" if column == "config" else "right")
+    for r in rows:
+        table.add_row(r["config"], fmt_macs(r["macs"]), fmt_seconds(r["predicted_s"]),
+                      f"{fmt_seconds(r['low_s'])} – {fmt_seconds(r['high_s'])}",
+                      "-" if r["relative_to_baseline"] is None else f"{r['relative_to_baseline']:.3f}")
+    out.print(table)
+    if mismatch:
+        err.print(f"warning: {mismatch}; {calibration_hint(profile.name)}")
+
+
+@profiles_app.command("list")
+def profiles_list(workspace: WorkspaceOption = Path("."), as_json: JsonOption = False) -> None:
+    """Every profile the workspace sees (its own first, then the shipped ones)."""
+    from rich.table import Table
+
+    from cpbench.timing.profiles import available_profiles, load_profile
+    from cpbench.workspace.store import Workspace
+
+    ws = Workspace(workspace)
+    profiles = [load_profile(name, ws.profiles_dir) for name in available_profiles(ws.profiles_dir)]
+    rows = [{"name": p.name, "runtime": p.runtime, "description": p.description, "path": str(p.path),
+             "fitted": (p.fitted or {}).get("best")} for p in profiles]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("profile", "runtime", "description", "fitted model", "file", title="Device profiles")
+    for r in rows:
+        table.add_row(r["name"], r["runtime"], r["description"], r["fitted"] or "-", r["path"])
+    out.print(table)
+
+
+@profiles_app.command("show")
+def profiles_show(
+    name: Annotated[str, typer.Argument(help="Profile name or .toml path.")],
+    workspace: WorkspaceOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """A profile's settings and, once `cpbench fit` ran, its fitted time models and verdict."""
+    from cpbench.timing.profiles import load_profile
+    from cpbench.cli.views.fit import profile_panel
+    from cpbench.workspace.store import Workspace
+
+    profile = load_profile(name, Workspace(workspace).profiles_dir)
+    if as_json:
+        print_json({**profile.as_dict(), "fitted": profile.fitted})
+        return
+    out.print(profile_panel(profile))

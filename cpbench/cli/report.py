@@ -1,0 +1,43 @@
+"""`cpbench report`: the workspace's measurements and fits as HTML, Markdown and PNG plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cpbench.cli.options import JsonOption, WorkspaceOption, err, out, print_json
+
+
+def report_command(
+    name: Annotated[Optional[str], typer.Option("--name", help="Folder name under reports/; default: report-<UTC time>.")] = None,
+    workspace: WorkspaceOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Write reports/<name>/index.html, report.md and PNG plots; print the papers' claims beside the measurements."""
+    from rich.table import Table
+
+    from cpbench.errors import UsageError
+    from cpbench.report.sections import CLAIMS_HEADER, build_report
+    from cpbench.workspace.store import Workspace
+
+    if name is not None and (not name or "/" in name or name.startswith(".")):
+        raise UsageError(f"--name must be a plain folder name, got {name!r}")
+    ws = Workspace(workspace)
+    ws.ensure_writable()
+    with err.status("writing the report (fits and plots)"):
+        report = build_report(ws, name)
+    if as_json:
+        print_json(report.as_dict())
+        return
+    claims = Table(*CLAIMS_HEADER, title="The papers' claims against these measurements")
+    for row in report.claims:
+        claims.add_row(*row)
+    out.print(claims)
+    for section in report.sections:
+        status = f"{len(section.images)} plots, {len(section.tables)} tables"
+        out.print(f"[bold]{section.title}[/]: {status}")
+        for missing in section.missing:
+            out.print(f"  [yellow]missing:[/] {missing}")
+    out.print(f"report: {report.folder / 'index.html'} (and report.md)")

@@ -1,0 +1,274 @@
+"""`cpbench fit`: every time model fitted to one device's observations, judged on held-out configs,
+the linearity verdict, paper 003's zoo against the family's line, and the profile's [fitted] table.
+
+Also the way back: a profile's [fitted] table becomes a predictor of seconds for any config,
+vectorised (the optimizer evaluates whole search spaces with it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+
+from cpbench import __version__
+from cpbench.fitting.time_models import (
+    LINEAR, MODELS, ErrorMetrics, Evaluation, FittedModel, NestedTest, PowerLaw, TimeModelSpec, error_metrics,
+    evaluate, fit_model, nested_f_test, power_law, verdict,
+)
+from cpbench.family.config import Config
+from cpbench.workspace.store import space_of
+from cpbench.errors import UsageError, calibration_hint
+from cpbench.family.closed_form import FEATURES, Layers, feature_matrix
+from cpbench.fitting.observations import DEFAULT_STATISTIC, Observations, runtime_summary
+
+MIN_POINTS = 8
+GROUPS = ("l", "k")  # leave-one-family-out: hold out every config with l = v (then k = v)
+
+
+@dataclass
+class ZooPoint:
+    """A classic network against the family's line (paper 003's experiment)."""
+
+    model: str
+    macs: int
+    measured_s: float
+    family_line_s: float  # what the family's linear fit predicts from its MACs
+
+    @property
+    def ratio(self) -> float:
+        return self.measured_s / self.family_line_s if self.family_line_s > 0 else float("inf")
+
+    def as_dict(self) -> dict:
+        return {"model": self.model, "macs": self.macs, "measured_s": self.measured_s,
+                "family_line_s": self.family_line_s, "measured_over_line": self.ratio}
+
+
+@dataclass
+class DeviceFit:
+    device: str
+    batch: int
+    statistic: str
+    n: int
+    evaluations: dict[str, Evaluation]
+    best: str
+    power_law: PowerLaw
+    f_test: NestedTest | None
+    verdict: str
+    baseline: Config
+    baseline_time_s: float  # measured if the baseline was timed, else the best model's prediction
+    baseline_measured: bool
+    in_channels: int
+    folds: int
+    fingerprint: dict
+    runs: list[str]
+    hardware_ids: list[str]
+    zoo: list[ZooPoint] = field(default_factory=list)
+    zoo_linear: ErrorMetrics | None = None  # a line through the zoo alone, judged on its own points
+    warnings: list[str] = field(default_factory=list)
+
+    def normalised(self, name: str) -> dict[str, float] | None:
+        """A linear model relative to the baseline (baseline = 1.0), as paper 000 reports eq. (1)."""
+        if name not in LINEAR:
+            return None
+        model = self.evaluations[name].fitted
+        c0 = float(FEATURES[model.spec.features[0]](Layers.of([self.baseline], self.in_channels))[0])
+        return {"alpha1": float(model.coef[1]) * c0 / self.baseline_time_s, "alpha0": float(model.coef[0]) / self.baseline_time_s}
+
+    def as_dict(self) -> dict:
+        return {
+            "device": self.device, "batch": self.batch, "statistic": self.statistic, "n": self.n, "best": self.best,
+            "verdict": self.verdict, "power_law": self.power_law.as_dict(),
+            "f_test": self.f_test.as_dict() if self.f_test else None,
+            "baseline": self.baseline.as_csv(), "baseline_time_s": self.baseline_time_s,
+            "baseline_measured": self.baseline_measured,
+            "models": {k: {**e.as_dict(), "normalised": self.normalised(k)} for k, e in self.evaluations.items()},
+            "zoo": [z.as_dict() for z in self.zoo], "zoo_linear": self.zoo_linear.as_dict() if self.zoo_linear else None,
+            "runs": self.runs, "hardware_ids": self.hardware_ids, "warnings": self.warnings,
+        }
+
+
+def fit_device(observations: Observations, models: list[str] | None = None, folds: int = 5, seed: int = 0) -> DeviceFit:
+    points = observations.family
+    if len(points) < MIN_POINTS:
+        raise UsageError(
+            f"too few timed family configs on '{observations.device}': {len(points)}, need at least {MIN_POINTS}; "
+            f"{calibration_hint(observations.device)}"
+        )
+    channels = {p.in_channels for p in points}
+    if len(channels) > 1:
+        raise UsageError("the timed family models mix input channels; fit one dataset at a time (--models)")
+    in_channels = channels.pop()
+    configs = [p.config for p in points]
+    times = np.array([p.time_s for p in points])
+    layers = Layers.of(configs, in_channels)
+    macs = FEATURES["macs"](layers)
+    if np.ptp(macs) == 0:
+        raise UsageError("degenerate data: every timed config has the same MACs; time configs of different sizes")
+    names = models or list(MODELS)
+    for name in names:
+        if name not in MODELS:
+            raise UsageError(f"unknown time model {name!r}; choose from {', '.join(MODELS)}")
+    names = list(dict.fromkeys(["linear-rel", *names]))  # the verdict always needs the linear model
+    groups = {g: np.array([getattr(c, g) for c in configs]) for g in GROUPS}
+    evaluations, skipped = {}, []
+    for name in names:
+        spec = MODELS[name]
+        try:
+            evaluations[name] = evaluate(spec, feature_matrix(spec.features, layers), times, groups, folds, seed)
+        except UsageError as exc:
+            if models and name in models:  # asked for by name: say why it cannot be fitted
+                raise
+            skipped.append(f"{name} not fitted: {exc}")
+    best = min(evaluations.values(), key=lambda e: e.kfold.mape)
+    columns = {name: fn(layers) for name, fn in FEATURES.items()}
+    f_test = None
+    if "layerwise" in evaluations and len(points) > len(MODELS["layerwise"].features) + 2:
+        f_test = nested_f_test(MODELS["eq1-rel"], MODELS["layerwise"], columns, times)
+    law = power_law(macs, times)
+    baseline = space_of(points[0].dataset or "fashionmnist", points[0].space).baseline
+    measured_baseline = [p.time_s for p in points if p.config == baseline]
+    if measured_baseline:
+        baseline_time = measured_baseline[0]
+    else:
+        baseline_time = float(best.fitted.predict(feature_matrix(best.fitted.spec.features, Layers.of([baseline], in_channels)))[0])
+    result = DeviceFit(
+        observations.device, observations.batch, observations.statistic, len(points), evaluations, best.name, law,
+        f_test, "", baseline, baseline_time, bool(measured_baseline), in_channels, folds, observations.fingerprint,
+        observations.runs, observations.hardware_ids,
+    )
+    result.verdict = verdict(observations.device, observations.batch, law, f_test, evaluations["linear-rel"], best)
+    result.warnings.extend(skipped)
+    if len(observations.hardware_ids) > 1:
+        result.warnings.append(
+            f"the runs fitted were measured on {len(observations.hardware_ids)} different machines; pass --run to fit one"
+        )
+    _add_zoo(result, observations, evaluations.get("linear") or fit_evaluation_free("linear", macs, times))
+    return result
+
+
+def fit_evaluation_free(name: str, features: np.ndarray, times: np.ndarray) -> FittedModel:
+    return fit_model(MODELS[name], features.reshape(-1, 1), times)
+
+
+def _add_zoo(result: DeviceFit, observations: Observations, linear: Evaluation | FittedModel) -> None:
+    fitted = linear.fitted if isinstance(linear, Evaluation) else linear
+    zoo = observations.zoo
+    for p in zoo:
+        line = float(fitted.predict(np.array([[float(p.macs)]]))[0])
+        result.zoo.append(ZooPoint(p.model, int(p.macs), p.time_s, line))
+    if len(zoo) >= 3:
+        macs = np.array([float(p.macs) for p in zoo])
+        times = np.array([p.time_s for p in zoo])
+        if np.ptp(macs) > 0:
+            a = np.column_stack([np.ones_like(macs), macs])
+            coef = np.linalg.lstsq(a, times, rcond=None)[0]
+            result.zoo_linear = error_metrics(a @ coef, times)
+
+
+# ---- the profile's [fitted] table -----------------------------------------------------------------
+
+
+def fitted_table(result: DeviceFit) -> dict:
+    """What `cpbench fit` writes under [fitted] in the profile (TOML-ready: no None values)."""
+    models = {}
+    for name, e in result.evaluations.items():
+        entry = {
+            "description": e.description, "features": list(e.fitted.spec.features), "weighting": e.fitted.spec.weighting,
+            "coefficients": e.fitted.coefficients(), "fit_set": e.fit_set.as_dict(), "kfold": e.kfold.as_dict(),
+            "leave_one_family_out": {
+                k: {"n": v.n, "mape": v.mape, "max_ape": v.max_ape, "within_10": v.within_10} for k, v in e.held_out.items()
+            },
+        }
+        normalised = result.normalised(name)
+        if normalised:
+            entry["normalised_to_baseline"] = normalised
+        models[name] = entry
+    table = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpbench_version": __version__,
+        "batch": result.batch, "statistic": result.statistic, "n": result.n, "in_channels": result.in_channels,
+        "best": result.best, "verdict": result.verdict, "baseline": result.baseline.as_csv(),
+        "baseline_time_s": result.baseline_time_s, "runs": result.runs,
+        "fingerprint": runtime_summary(result.fingerprint),
+        "power_law": result.power_law.as_dict(), "models": models,
+    }
+    if result.f_test:
+        table["f_test"] = result.f_test.as_dict()
+    return table
+
+
+@dataclass
+class TimePredictor:
+    """Seconds per inference for configs of the family, from a profile's fitted model."""
+
+    device: str
+    model: FittedModel
+    interval: tuple[float, float]  # relative-error quantiles on held-out configs (k-fold)
+    in_channels: int
+    fitted: dict
+
+    @property
+    def statistic(self) -> str:
+        """Which run time the model predicts (min: fastest run, median, ...), as fitted."""
+        return str(self.fitted.get("statistic", DEFAULT_STATISTIC))
+
+    def predict(self, layers: Layers) -> np.ndarray:
+        return self.model.predict(feature_matrix(self.model.spec.features, layers))
+
+    def predict_configs(self, configs: list[Config]) -> np.ndarray:
+        return self.predict(Layers.of(configs, self.in_channels))
+
+    def bounds(self, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A 95 % interval for the measured time: measured = predicted / (1 + relative error)."""
+        low_rel, high_rel = self.interval
+        return predicted / (1 + high_rel), predicted / (1 + low_rel)
+
+
+def predictor_from_profile(profile, model: str | None = None) -> TimePredictor:
+    fitted = profile.fitted
+    if not fitted or "models" not in fitted:
+        raise UsageError(f"profile '{profile.name}' has no fitted time model; {calibration_hint(profile.name)}")
+    name = model or fitted.get("best")
+    entry = fitted["models"].get(name)
+    if entry is None:
+        raise UsageError(f"profile '{profile.name}' has no fitted model {name!r}; fitted: {', '.join(fitted['models'])}")
+    spec: TimeModelSpec | None = MODELS.get(name)
+    if spec is None or list(spec.features) != list(entry.get("features", [])):
+        raise UsageError(f"profile '{profile.name}' holds model {name!r} from another cpbench version; rerun 'cpbench fit --device {profile.name}'")
+    coefficients = entry["coefficients"]
+    values = [coefficients[c] for c in spec.coefficient_names]
+    model_fit = FittedModel(
+        spec, np.array([v["value"] for v in values]), np.array([v["ci_low"] for v in values]),
+        np.array([v["ci_high"] for v in values]), int(fitted.get("n", 0)),
+    )
+    kfold = entry["kfold"]
+    return TimePredictor(profile.name, model_fit, (kfold["rel_q025"], kfold["rel_q975"]), int(fitted.get("in_channels", 1)), fitted)
+
+
+def hardware_mismatch(fitted: dict | None, hardware_id: str) -> str | None:
+    """A warning when a profile's fit came from other hardware than `hardware_id`, else None."""
+    if not fitted or not fitted.get("fingerprint"):
+        return None
+    theirs = fitted["fingerprint"].get("hardware_id")
+    if theirs and theirs != hardware_id:
+        cpu = fitted["fingerprint"].get("cpu", "another machine")
+        return f"the profile's fitted models were measured on other hardware ({cpu})"
+    return None
+
+
+def other_predictors(profiles_dir, exclude: str) -> dict[str, TimePredictor]:
+    """The time predictors of every other profile that has a usable fit: their picks go beside this one's."""
+    from cpbench.timing.profiles import available_profiles, load_profile
+
+    out = {}
+    for name in available_profiles(profiles_dir):
+        if name == exclude:
+            continue
+        try:
+            other = load_profile(name, profiles_dir)
+            if other.fitted and "models" in other.fitted:
+                out[name] = predictor_from_profile(other)
+        except UsageError:
+            continue
+    return out

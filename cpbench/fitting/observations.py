@@ -1,0 +1,114 @@
+"""Timed models of one device, read back from the store as (config, MACs, time) points to fit on.
+
+Every timed run keeps every per-inference time, so the statistic a model is fitted on is chosen
+here, not at timing. The default is the fastest run: the cost of the network with the least
+interference from the rest of the machine, and the most repeatable statistic on a shared machine
+(measured on this project's 2-core VM, 50 models timed twice: the min moved 4.0 % between runs on
+average, the p10 5.8 %, the median 8.5 %). Fit on the median (--statistic median) to predict
+typical latency instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cpbench.family.config import Config
+from cpbench.errors import UsageError, calibration_hint, check_choice
+
+STATISTICS: dict[str, Callable[[np.ndarray], float]] = {
+    "min": lambda t: float(np.min(t)),
+    "p10": lambda t: float(np.percentile(t, 10)),
+    "median": lambda t: float(np.median(t)),
+    "mean": lambda t: float(np.mean(t)),
+}
+DEFAULT_STATISTIC = "min"
+
+
+@dataclass
+class Observation:
+    model: str
+    kind: str  # 'family' | 'zoo' | 'file'
+    time_s: float
+    macs: int | None
+    run_id: str
+    config: Config | None = None
+    in_channels: int = 1
+    dataset: str | None = None
+    space: str | None = None  # the search space the model was planned on, as stored
+
+
+@dataclass
+class Observations:
+    device: str
+    batch: int
+    statistic: str
+    points: list[Observation]
+    runs: list[str] = field(default_factory=list)
+    hardware_ids: list[str] = field(default_factory=list)
+    fingerprint: dict = field(default_factory=dict)  # of the latest run
+
+    @property
+    def family(self) -> list[Observation]:
+        return [p for p in self.points if p.config is not None]
+
+    @property
+    def zoo(self) -> list[Observation]:
+        return [p for p in self.points if p.kind == "zoo" and p.macs]
+
+
+def load_observations(store, device: str, batch: int | None = None, statistic: str = DEFAULT_STATISTIC,
+                      run_ids: list[str] | None = None) -> Observations:
+    """The latest measurement of each model on `device` at `batch` (default: the latest run's batch)."""
+    check_choice(statistic, STATISTICS, "statistic")
+    runs = [r for r in store.runs() if r["device"] == device and r["ok"] > 0]
+    if run_ids:
+        unknown = sorted(set(run_ids) - {r["id"] for r in runs})
+        if unknown:
+            raise UsageError(f"no run {unknown[0]!r} with measurements on device '{device}'; list runs with 'cpbench runs'")
+        runs = [r for r in runs if r["id"] in run_ids]
+    if not runs:
+        raise UsageError(
+            f"device '{device}' was never timed in this workspace; {calibration_hint(device)}"
+        )
+    if batch is None:
+        batch = runs[-1]["batch"]
+    runs = [r for r in runs if r["batch"] == batch]
+    if not runs:
+        raise UsageError(f"device '{device}' was never timed at batch {batch}; run 'cpbench time --device {device} --batch {batch}'")
+    latest: dict[str, Observation] = {}
+    fingerprint: dict = {}
+    for summary in runs:  # oldest first, so a later measurement of a model replaces an earlier one
+        run = store.get_run(summary["id"])
+        fingerprint = run["fingerprint"]
+        for m in run["measurements"]:
+            if m["status"] != "ok" or not m["times"]:
+                continue
+            record = store.get_model(m["model"])
+            point = Observation(m["model"], record.kind if record else "file", STATISTICS[statistic](np.asarray(m["times"])),
+                                m["macs"], run["id"])
+            if record is not None:
+                point.dataset = record.dataset
+                point.space = record.space
+                point.in_channels = int(record.input_shape[0])
+                if record.kind == "family" and record.config_id:
+                    point.config = Config.parse(record.config_id)
+            latest[m["model"]] = point
+    return Observations(
+        device, batch, statistic, list(latest.values()), runs=[r["id"] for r in runs],
+        hardware_ids=sorted({r["hardware_id"] for r in runs}), fingerprint=fingerprint,
+    )
+
+
+def runtime_summary(fingerprint: dict) -> dict:
+    """The parts of a run's fingerprint that a fitted model depends on."""
+    hardware = fingerprint.get("hardware", {})
+    return {
+        "hardware_id": fingerprint.get("hardware_id", ""), "cpu": hardware.get("cpu", ""),
+        "physical_cores": hardware.get("physical_cores") or 0, "logical_cores": hardware.get("logical_cores") or 0,
+        "gpus": ", ".join(g.get("name", "") for g in hardware.get("gpus", [])), "os": fingerprint.get("os", ""),
+        "libraries": json.loads(json.dumps(fingerprint.get("libraries", {}))),
+    }

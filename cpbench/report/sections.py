@@ -1,0 +1,346 @@
+"""`cpbench report`: what the workspace measured and fitted, as a folder a person opens in a browser
+(index.html with its PNG plots beside it, and the same as report.md). A section whose data is
+missing says which command produces it instead of failing.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from cpbench import __version__
+from cpbench.errors import UsageError, calibration_hint
+
+MAX_DROPS = (0.005, 0.01, 0.02, 0.05)
+
+
+@dataclass
+class Section:
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    tables: list[tuple[list[str], list[list[str]]]] = field(default_factory=list)  # (header, rows)
+    images: list[str] = field(default_factory=list)  # file names relative to the report folder
+    missing: list[str] = field(default_factory=list)  # what is missing and the command that makes it
+
+    def as_dict(self) -> dict:
+        return {"title": self.title, "paragraphs": self.paragraphs, "tables": [{"header": h, "rows": r} for h, r in self.tables],
+                "images": self.images, "missing": self.missing}
+
+
+@dataclass
+class Report:
+    folder: Path
+    sections: list[Section]
+    claims: list[list[str]]  # claim, source, measured here, holds?
+
+    def as_dict(self) -> dict:
+        return {"folder": str(self.folder), "index": str(self.folder / "index.html"), "markdown": str(self.folder / "report.md"),
+                "claims": self.claims, "sections": [s.as_dict() for s in self.sections]}
+
+
+def _pct(value: float) -> str:
+    return f"{value:.1%}"
+
+
+def _points(value: float) -> str:
+    return f"{value * 100:.2f}"
+
+
+def _us(value: float) -> str:
+    return f"{value * 1e6:.1f} µs" if value < 1e-3 else f"{value * 1e3:.2f} ms"
+
+
+# ---- sections ---------------------------------------------------------------------------------
+
+
+def time_sections(ws, folder: Path, claims: list[list[str]]) -> list[Section]:
+    from cpbench.report import plots
+    from cpbench.fitting.metrics import error_metrics, kfold_indices
+    from cpbench.fitting.time_models import MODELS, held_out_predictions
+    from cpbench.fitting.device_fit import fit_device
+    from cpbench.family.closed_form import FEATURES, Layers, feature_matrix
+    from cpbench.fitting.observations import DEFAULT_STATISTIC, load_observations
+    from cpbench.timing.profiles import available_profiles, load_profile
+
+    sections = []
+    for name in available_profiles(ws.profiles_dir):
+        profile = load_profile(name, ws.profiles_dir)
+        section = Section(f"Time model: {name} ({profile.description or profile.runtime})")
+        fitted = profile.fitted
+        if not fitted or "models" not in fitted:
+            section.missing.append(
+                f"no fitted time model for '{name}': {calibration_hint(name)}"
+            )
+            sections.append(section)
+            continue
+        fp = fitted.get("fingerprint", {})
+        section.paragraphs.append(
+            f"Fitted {fitted.get('date')} on {fp.get('cpu', '?')} ({fp.get('logical_cores', '?')} logical cores), "
+            f"batch {fitted.get('batch')}, {fitted.get('n')} configs, statistic: {fitted.get('statistic')} of each model's runs."
+        )
+        section.paragraphs.append(f"**Verdict.** {fitted.get('verdict', '')}")
+        rows = []
+        for model, entry in fitted["models"].items():
+            c = entry["coefficients"]
+            alphas = (f"{c['alpha1']['value']:.3g} [{c['alpha1']['ci_low']:.3g}, {c['alpha1']['ci_high']:.3g}]",
+                      f"{c['alpha0']['value']:.3g} [{c['alpha0']['ci_low']:.3g}, {c['alpha0']['ci_high']:.3g}]") if "alpha1" in c else ("-", "-")
+            lofo = entry.get("leave_one_family_out", {})
+            rows.append([model + (" (best)" if model == fitted.get("best") else ""), entry["weighting"], *alphas,
+                         f"{entry['fit_set']['r2']:.3f}", _pct(entry["kfold"]["mape"]), _pct(entry["kfold"]["max_ape"]),
+                         _pct(entry["kfold"]["within_10"]), _pct(lofo["l"]["mape"]) if "l" in lofo else "-",
+                         _pct(lofo["k"]["mape"]) if "k" in lofo else "-"])
+        section.tables.append((["model", "weights", "α1 (s/MAC) [95 %]", "α0 (s) [95 %]", "R² fit", "MAPE held out",
+                                "max error", "±10 %", "MAPE l out", "MAPE k out"], rows))
+        linear = fitted["models"].get("linear-rel", {})
+        if linear:
+            law = fitted.get("power_law", {})
+            claims.append(["run time proportional to complexity, error under 2.5 %", "paper 000",
+                           f"{name}: linear model held-out MAPE {_pct(linear['kfold']['mape'])}, t ∝ MACs^{law.get('exponent', float('nan')):.2f}",
+                           "no" if linear["kfold"]["mape"] > 0.025 else "yes"])
+        observations = None
+        if ws.store_path.exists():
+            with ws.open_store() as store:
+                try:
+                    observations = load_observations(store, name, fitted.get("batch"), fitted.get("statistic", DEFAULT_STATISTIC))
+                except UsageError:
+                    observations = None
+        if observations is None or len(observations.family) < 8:
+            section.missing.append(f"no timings of '{name}' in this workspace to plot: run 'cpbench time --device {name}'")
+            sections.append(section)
+            continue
+        result = fit_device(observations, ["linear-rel", fitted.get("best", "layerwise")] if fitted.get("best") in MODELS else ["linear-rel"])
+        points = observations.family
+        layers = Layers.of([p.config for p in points], result.in_channels)
+        measured = np.array([p.time_s for p in points])
+        macs = FEATURES["macs"](layers)
+        folds = kfold_indices(len(points), 5)
+        curves, residuals = {}, {}
+        best_prediction = None
+        for model in result.evaluations:
+            features = feature_matrix(MODELS[model].features, layers)
+            curves[model] = (macs, result.evaluations[model].fitted.predict(features))
+            index, predicted = held_out_predictions(MODELS[model], features, measured, folds)
+            rel = np.full(len(points), np.nan)
+            rel[index] = (predicted - measured[index]) / measured[index]
+            residuals[model] = rel
+            if model == result.best:
+                best_prediction = (measured[index], predicted, error_metrics(predicted, measured[index]))
+        zoo = {}
+        for p in observations.zoo:
+            zoo.setdefault("classic networks (zoo)", ([], []))
+            zoo["classic networks (zoo)"][0].append(p.macs)
+            zoo["classic networks (zoo)"][1].append(p.time_s)
+        zoo = {k: (np.array(v[0], float), np.array(v[1])) for k, v in zoo.items()}
+        lines = {f"{k} (line)": v for k, v in curves.items() if MODELS[k].features == ("macs",)}
+        if zoo:  # the family's line continued out to the classic networks
+            reach = np.geomspace(macs.min(), max(macs.max(), max(v[0].max() for v in zoo.values())), 50)
+            linear = result.evaluations["linear-rel"].fitted
+            lines = {"linear-rel (line)": (reach, linear.predict(reach.reshape(-1, 1)))}
+        others = {f"{k} (predicted)": v for k, v in curves.items() if MODELS[k].features != ("macs",)}
+        section.images.append(plots.time_against_macs(folder / f"time-vs-macs-{name}.png", macs, measured, lines,
+                                                      f"{name}: time against MACs (log-log)", zoo, others).name)
+        section.images.append(plots.residuals_against_macs(folder / f"residuals-{name}.png", macs, residuals,
+                                                           f"{name}: held-out relative errors (5-fold)").name)
+        if best_prediction is not None:
+            m, pr, metrics = best_prediction
+            section.images.append(plots.predicted_vs_measured(
+                folder / f"time-predicted-vs-measured-{name}.png", m, pr,
+                f"{name}: {result.best} on held-out configs (MAPE {metrics.mape:.1%}, {metrics.within_10:.0%} within ±10 %)",
+                "time (s)", 0.10).name)
+        if result.zoo:
+            ratios = [z.ratio for z in result.zoo]
+            line = result.zoo_linear
+            claims.append(["run time does not grow linearly with FLOPs for the classic networks", "paper 003",
+                           f"{name}: measured / family line {min(ratios):.2f}–{max(ratios):.2f}"
+                           + (f"; a line through the {len(ratios)} networks alone: R² {line.r2:.3f}, MAPE {line.mape:.1%}" if line else ""),
+                           "yes" if (line and line.mape > 0.05) or max(ratios) / min(ratios) > 1.2 else "no"])
+            section.tables.append((["classic network", "MACs", "measured", "family line", "measured / line"],
+                                   [[z.model, f"{z.macs / 1e9:.2f} G", _us(z.measured_s), _us(z.family_line_s), f"{z.ratio:.2f}"]
+                                    for z in sorted(result.zoo, key=lambda z: z.macs)]))
+        sections.append(section)
+    return sections
+
+
+def precision_section(ws, folder: Path, claims: list[list[str]]) -> tuple[Section, object | None]:
+    """Reads the saved precision fit (its out-of-fold and held-out predictions included): no refit."""
+    from cpbench.fitting.precision_predictor import PRECISION_FORMAT, REFIT_HINT, load_precision
+    from cpbench.report import plots
+    from cpbench.workspace.formats import read_versioned
+
+    section = Section("Precision model P(T)")
+    try:
+        precision = load_precision(ws.models_dir / "precision", "fashionmnist", None)
+    except UsageError as exc:
+        section.missing.append(str(exc))
+        return section, None
+    payload = read_versioned(precision.source, PRECISION_FORMAT, REFIT_HINT)
+    origin = (f"shipped reference fit, trained on another machine ({payload.get('trained_on', {}).get('cpu', 'unknown CPU')})"
+              if precision.reference else f"this workspace's fit, trained on {payload.get('trained_on', {}).get('cpu', 'this machine')}")
+    seeds = payload.get("seeds")
+    spread = f"seed-to-seed sd {seeds['sd'] * 100:.2f} points over {seeds['configs']} configs" if seeds else "no repeated seeds"
+    section.paragraphs.append(
+        f"{payload['dataset']} / recipe {payload['recipe']}: {payload['n']} fitted configs ({origin}, {precision.source.name}); "
+        f"baseline {payload['baseline']} measured {payload.get('baseline_precision')}; {spread}. "
+        f"Integrated model used: **{payload['best']}**, chosen on its k-fold and extrapolation errors (cold-start refits)."
+    )
+    rows = []
+    for name, entry in payload["models"].items():
+        held, kfold = entry.get("held_out"), entry.get("kfold")
+        rows.append([name, str(entry["n"]), _pct(entry["fit_set"]["mape"]), _points(kfold["mae"]) if kfold else "-",
+                     _points(held["mae"]) if held else "-", _pct(held["mape"]) if held else "-",
+                     entry.get("held_out_kind", "-") if held else "-"])
+    naive = payload.get("naive") or {}
+    for label in ("constant", "additive"):
+        if naive.get(label):
+            rows.append([f"naive: {label}", "", "", "", _points(naive[label]["mae"]), _pct(naive[label]["mape"]), naive["kind"]])
+    section.tables.append((["model", "configs", "MAPE fit", "MAE k-fold (points)", "MAE held out (points)", "MAPE held out", "held out by"], rows))
+    best = payload["models"][payload["best"]]
+    if best.get("held_out"):
+        claims.append(["precision model within 3.1 % on 50 random configs", "paper 000",
+                       f"{payload['best']}: held-out MAPE {_pct(best['held_out']['mape'])} ({best['held_out_kind']}, "
+                       f"{best['held_out']['n']} configs, {origin})",
+                       "yes" if best["held_out"]["mape"] <= 0.031 else "no"])
+    points = payload.get("points") or []
+    judged = [(p["precision"], p["predicted"] if p["held_out"] else p["out_of_fold"]) for p in points
+              if p["held_out"] or p["out_of_fold"] is not None]
+    if len(judged) >= 5:
+        measured, predicted = (np.array(v) for v in zip(*judged))
+        section.images.append(plots.predicted_vs_measured(
+            folder / "precision-predicted-vs-measured.png", measured, predicted,
+            f"{payload['best']}: out-of-fold and held-out predictions (as saved by fit-precision)", "precision", 0.02, log=False).name)
+    return section, precision
+
+
+def recommendation_section(ws, folder: Path, precision, claims: list[list[str]]) -> Section:
+    """Every fitted profile's pick for a few precision drops, through the same recommend as the CLI."""
+    from cpbench.family.closed_form import FEATURES, Layers
+    from cpbench.fitting.device_fit import other_predictors
+    from cpbench.optimize.recommend import recommend, resolve_target
+    from cpbench.optimize.search import Infeasible
+    from cpbench.report import plots
+    from cpbench.workspace.store import space_of
+
+    section = Section("Recommendations: the fastest network per device likely to reach a target (paper 000 eq. 7)")
+    if precision is None:
+        section.missing.append("no precision model: run 'cpbench study run' then 'cpbench fit-precision --study FILE'")
+        return section
+    space = space_of(precision.dataset, precision.space)
+    predictors = other_predictors(ws.profiles_dir, exclude="")
+    rows, curves = [], {}
+    base_macs = float(FEATURES["macs"](Layers.of([space.baseline]))[0])
+    for name, time_model in predictors.items():
+        for drop in MAX_DROPS:
+            goal, rule, _ = resolve_target(None, drop, precision)
+            try:
+                result = recommend(space, time_model, precision, goal, rule, 1)
+            except Infeasible:
+                rows.append([name, f"−{drop:g} ({goal:.4f})", "unreachable", "-", "-", "-", "-"])
+                continue
+            pick = result.pick
+            macs_ratio = base_macs / pick.macs
+            rows.append([name, f"−{drop:g} ({goal:.4f})", pick.config.as_csv(), f"{pick.precision:.4f}", f"{pick.probability:.2f}",
+                         _us(pick.seconds), f"{pick.speedup:.1f}× time (predicted), {macs_ratio:.1f}× MACs"])
+            if drop == 0.02:
+                claims.append(["2 points less precision for about 10× less complexity", "paper 000",
+                               f"{name}: {macs_ratio:.0f}× fewer MACs, {pick.speedup:.1f}× less time (predicted from "
+                               f"{time_model.fitted.get('fingerprint', {}).get('cpu', 'unknown CPU')}'s fit)",
+                               "yes" if macs_ratio >= 5 and pick.speedup >= 5 else "MACs yes, time no" if macs_ratio >= 5 else "no"])
+            if drop == MAX_DROPS[-1]:
+                front = result.pareto
+                curves[name] = (np.array([p.precision for p in front]), np.array([p.seconds / result.baseline.seconds for p in front]))
+    measured = [p for p in (precision.measured_points or []) if p[1] >= (precision.baseline_value - 0.02)]
+    if measured:
+        smallest = min(measured, key=lambda p: float(FEATURES["macs"](Layers.of([p[0]]))[0]))
+        ratio = base_macs / float(FEATURES["macs"](Layers.of([smallest[0]]))[0])
+        claims.append(["2 points less precision for about 10× less complexity (trained configs)", "paper 000",
+                       f"{smallest[0].as_csv()} measured {smallest[1]:.4f} (baseline {precision.baseline_value:.4f}) with {ratio:.0f}× fewer MACs",
+                       "yes" if ratio >= 5 else "no"])
+    if not rows:
+        section.missing.append("no device profile has a fitted time model: run 'cpbench fit --device cpu'")
+        return section
+    section.paragraphs.append(
+        f"Targets relative to the baseline's precision {precision.baseline_value:.4f} (the model's, the frame of every candidate). "
+        f"Each pick is the fastest config of the {space.name} space, inside the support of the trained configs, whose predicted "
+        f"chance of reaching the target in one training is at least 0.9: the same rule as 'cpbench recommend'.")
+    section.tables.append((["device", "precision drop (target)", "pick f,s,k,l", "predicted precision", "P(≥ target)",
+                            "predicted time", "saving vs baseline"], rows))
+    if curves:
+        section.images.append(plots.least_time_for_target(folder / "least-time-for-target.png", curves,
+                                                          "Pareto front: predicted time (× baseline) against predicted precision").name)
+    return section
+
+
+# ---- writing ------------------------------------------------------------------------------------
+
+
+def build_report(ws, name: str | None = None) -> Report:
+    folder = ws.reports_dir / (name or datetime.now(timezone.utc).strftime("report-%Y%m%d-%H%M%S"))
+    folder.mkdir(parents=True, exist_ok=True)
+    claims: list[list[str]] = []
+    sections = time_sections(ws, folder, claims)
+    precision_part, precision = precision_section(ws, folder, claims)
+    sections.append(precision_part)
+    sections.append(recommendation_section(ws, folder, precision, claims))
+    report = Report(folder, sections, claims)
+    (folder / "report.md").write_text(to_markdown(report))
+    (folder / "index.html").write_text(to_html(report))
+    return report
+
+
+CLAIMS_HEADER = ["claim", "source", "measured here", "holds here?"]
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def to_markdown(report: Report) -> str:
+    parts = [f"# cpbench report\n\ncpbench {__version__}, {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n",
+             "## The papers' claims against these measurements\n", _md_table(CLAIMS_HEADER, report.claims) if report.claims else "_no claims could be checked yet_"]
+    for s in report.sections:
+        parts.append(f"\n## {s.title}\n")
+        parts += [p + "\n" for p in s.paragraphs]
+        parts += [_md_table(h, r) + "\n" for h, r in s.tables]
+        parts += [f"![{img}]({img})\n" for img in s.images]
+        parts += [f"> missing: {m}\n" for m in s.missing]
+    return "\n".join(parts)
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _html_text(text: str) -> str:
+    escaped = html.escape(text)
+    while "**" in escaped:
+        escaped = escaped.replace("**", "<strong>", 1).replace("**", "</strong>", 1)
+    return escaped
+
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:0.9em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+td:first-child,th:first-child{text-align:left}th{background:#f0f0f0}img{max-width:100%;margin:0.5em 0;border:1px solid #eee}
+.missing{background:#fff4e0;border-left:4px solid #e0a030;padding:0.5em 1em}"""
+
+
+def to_html(report: Report) -> str:
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cpbench report</title><style>{STYLE}</style></head><body>",
+             f"<h1>cpbench report</h1><p>cpbench {__version__}, {datetime.now(timezone.utc).isoformat(timespec='seconds')}</p>",
+             "<h2>The papers' claims against these measurements</h2>",
+             _html_table(CLAIMS_HEADER, report.claims) if report.claims else "<p>No claims could be checked yet.</p>"]
+    for s in report.sections:
+        parts.append(f"<h2>{html.escape(s.title)}</h2>")
+        parts += [f"<p>{_html_text(p)}</p>" for p in s.paragraphs]
+        parts += [_html_table(h, r) for h, r in s.tables]
+        parts += [f"<img src='{html.escape(img)}' alt='{html.escape(img)}'>" for img in s.images]
+        parts += [f"<p class='missing'>missing: {html.escape(m)}</p>" for m in s.missing]
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -1,0 +1,64 @@
+"""Compare two timing runs model by model: ratio of medians, a Mann-Whitney U test on the raw runs,
+and the geometric mean of the ratios (pyperf's compare_to, in spirit)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from scipy import stats
+
+from cpbench.errors import UsageError
+from cpbench.timing.protocol import geometric_mean
+
+ALPHA = 0.05
+
+
+@dataclass
+class ModelComparison:
+    model: str
+    median_a_s: float
+    median_b_s: float
+    ratio: float  # B / A: above 1 means B is slower
+    p_value: float
+    significant: bool
+    verdict: str  # 'faster' | 'slower' | 'same'
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RunComparison:
+    run_a: str
+    run_b: str
+    models: list[ModelComparison]
+    geometric_mean_ratio: float
+    only_in_a: list[str]
+    only_in_b: list[str]
+    same_hardware: bool
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "models": [m.as_dict() for m in self.models]}
+
+
+def compare_runs(run_a: dict, run_b: dict) -> RunComparison:
+    """Runs as returned by Store.get_run; models are matched by name, failed ones left out."""
+    ok_a = {m["model"]: m for m in run_a["measurements"] if m["status"] == "ok"}
+    ok_b = {m["model"]: m for m in run_b["measurements"] if m["status"] == "ok"}
+    shared = [name for name in ok_a if name in ok_b]
+    if not shared:
+        raise UsageError(f"runs {run_a['id']} and {run_b['id']} have no successfully timed model in common")
+    models = []
+    for name in shared:
+        a, b = ok_a[name], ok_b[name]
+        ratio = b["median_s"] / a["median_s"]
+        p_value = float(stats.mannwhitneyu(a["times"], b["times"], alternative="two-sided").pvalue)
+        significant = p_value < ALPHA
+        verdict = "same" if not significant else ("slower" if ratio > 1 else "faster")
+        models.append(ModelComparison(name, a["median_s"], b["median_s"], ratio, p_value, significant, verdict))
+    return RunComparison(
+        run_a=run_a["id"], run_b=run_b["id"], models=models,
+        geometric_mean_ratio=geometric_mean([m.ratio for m in models]),
+        only_in_a=[n for n in ok_a if n not in ok_b], only_in_b=[n for n in ok_b if n not in ok_a],
+        same_hardware=run_a["hardware_id"] == run_b["hardware_id"],
+    )

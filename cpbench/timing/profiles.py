@@ -1,0 +1,213 @@
+"""Device profiles: profiles/<name>.toml says how to run a model (runtime, provider or device,
+threads, batch, graph optimisation, runtime options, measurement settings).
+
+Humans write the top of the file; `cpbench fit` will add a [fitted] table. Every key is checked:
+a typo or a wrong type is an error that names the key, never a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from cpbench.errors import UsageError
+from cpbench.timing.protocol import MeasureSettings
+from cpbench.timing.runtime_options import OPTIONS, OptionError
+
+GRAPH_OPTIMIZATION = ("disable", "basic", "extended", "all")
+RUNTIMES = tuple(OPTIONS)
+MAX_THREADS = 1024
+TOP_LEVEL = {
+    "name": str, "description": str, "runtime": str, "provider": str, "device": str, "threads": int,
+    "batch": int, "graph_optimization": str, "options": dict, "measure": dict, "fitted": dict,
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    runtime: str
+    provider: str | None = None  # ONNX Runtime execution provider, e.g. CPUExecutionProvider
+    device: str | None = None  # OpenVINO device, e.g. CPU or GPU
+    threads: int = 0  # 0: the runtime's default (all cores)
+    batch: int = 1
+    graph_optimization: str = "all"
+    options: dict = field(default_factory=dict)  # runtime-specific: ORT session/provider options, OpenVINO config
+    measure: MeasureSettings = field(default_factory=MeasureSettings)
+    description: str = ""
+    fitted: dict | None = None
+    path: Path | None = None
+    runtime_options: object | None = None  # the runtime's options dataclass, parsed from `options` at load
+
+    def __post_init__(self) -> None:
+        if self.runtime_options is None and self.runtime in OPTIONS:
+            try:
+                object.__setattr__(self, "runtime_options", OPTIONS[self.runtime].parse(dict(self.options)))
+            except OptionError as exc:
+                where = self.path or f"profile {self.name}"
+                raise UsageError(f"invalid profile {where}: {exc}") from None
+
+    def with_overrides(self, **changes: object) -> "Profile":
+        from dataclasses import replace
+
+        given = {k: v for k, v in changes.items() if v is not None}
+        return replace(self, **given, runtime_options=None) if given else self  # options are parsed again
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name, "runtime": self.runtime, "provider": self.provider, "device": self.device,
+            "threads": self.threads, "batch": self.batch, "graph_optimization": self.graph_optimization,
+            "options": dict(self.options), "measure": self.measure.as_dict(), "description": self.description,
+            "path": str(self.path) if self.path else None,
+        }
+
+
+def _fail(path: Path, message: str) -> UsageError:
+    return UsageError(f"invalid profile {path}: {message}")
+
+
+def parse_profile(text: str, path: Path) -> Profile:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _fail(path, f"not valid TOML ({exc})") from None
+    for key, value in data.items():
+        if key not in TOP_LEVEL:
+            raise _fail(path, f"unknown key '{key}'; known keys: {', '.join(TOP_LEVEL)}")
+        expected = TOP_LEVEL[key]
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise _fail(path, f"key '{key}' must be a {expected.__name__}, got {type(value).__name__}")
+    runtime = data.get("runtime")
+    if runtime is None:
+        raise _fail(path, f"missing key 'runtime' (one of {', '.join(RUNTIMES)})")
+    if runtime not in RUNTIMES:
+        raise _fail(path, f"key 'runtime' is {runtime!r}; use one of {', '.join(RUNTIMES)}")
+    if runtime == "onnxruntime" and not data.get("provider"):
+        raise _fail(path, "key 'provider' is required for onnxruntime (e.g. CPUExecutionProvider)")
+    if data.get("graph_optimization", "all") not in GRAPH_OPTIMIZATION:
+        raise _fail(path, f"key 'graph_optimization' must be one of {', '.join(GRAPH_OPTIMIZATION)}")
+    for key in ("threads", "batch"):
+        if key in data and data[key] < (0 if key == "threads" else 1):
+            raise _fail(path, f"key '{key}' must be >= {0 if key == 'threads' else 1}, got {data[key]}")
+        if key in data and data[key] > MAX_THREADS:
+            raise _fail(path, f"key '{key}' must be <= {MAX_THREADS}, got {data[key]}")
+    measure_fields = {f.name: f.type for f in fields(MeasureSettings)}
+    measure = data.get("measure", {})
+    for key, value in measure.items():
+        if key not in measure_fields:
+            raise _fail(path, f"unknown key 'measure.{key}'; known keys: {', '.join(measure_fields)}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise _fail(path, f"key 'measure.{key}' must be a number, got {type(value).__name__}")
+    merged = {**MeasureSettings().as_dict(), **measure}
+    bad = MeasureSettings.invalid_key(merged)
+    if bad:
+        raise _fail(path, f"key 'measure.{bad}' is out of range ({merged[bad]!r})")
+    settings = MeasureSettings(**measure)
+    return Profile(
+        name=data.get("name", path.stem),
+        runtime=runtime,
+        provider=data.get("provider"),
+        device=data.get("device", "CPU" if runtime == "openvino" else None),
+        threads=data.get("threads", 0),
+        batch=data.get("batch", 1),
+        graph_optimization=data.get("graph_optimization", "all"),
+        options=data.get("options", {}),
+        measure=settings,
+        description=data.get("description", ""),
+        fitted=data.get("fitted"),
+        path=path,
+    )
+
+
+# The profiles shipped with cpbench: the repository's profiles/ folder (a clone is a workspace).
+SHIPPED = Path(__file__).resolve().parents[2] / "profiles"
+
+
+def available_profiles(folder: Path) -> list[str]:
+    names = set()
+    for place in (folder, SHIPPED):
+        if place.is_dir():
+            names.update(p.stem for p in place.glob("*.toml"))
+    return sorted(names)
+
+
+def load_profile(name_or_path: str, folder: Path) -> Profile:
+    """A profile by path to a .toml file, or by name: the workspace's profiles/<name>.toml, else the shipped one."""
+    path = Path(name_or_path)
+    if not (path.suffix == ".toml" and path.is_file()):
+        candidates = [folder / f"{name_or_path}.toml", SHIPPED / f"{name_or_path}.toml"]
+        path = next((c for c in candidates if c.is_file()), candidates[0])
+    if not path.is_file():
+        known = ", ".join(available_profiles(folder)) or "none"
+        raise UsageError(
+            f"no device profile '{name_or_path}' (available: {known}); "
+            f"write {folder / (name_or_path + '.toml')} or pick one of those"
+        )
+    return parse_profile(path.read_text(), path)
+
+
+# ---- the [fitted] table that `cpbench fit` writes -------------------------------------------------
+
+FITTED_MARKER = "# ---- everything below is written by 'cpbench fit'; edit the part above ----"
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "nan"
+        if value in (float("inf"), float("-inf")):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+
+
+def dump_table(name: str, table: dict) -> str:
+    """A TOML table: its values first (small flat dicts inline), then each sub-table under its own header."""
+    def inline(value: object) -> bool:
+        return not isinstance(value, dict) or (all(not isinstance(v, dict) for v in value.values()) and len(value) <= 4)
+
+    lines = [f"[{name}]"] + [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items() if v is not None and inline(v)]
+    text = "\n".join(lines) + "\n"
+    for key, child in table.items():
+        if not inline(child):
+            text += "\n" + dump_table(f"{name}.{_toml_key(key)}", child)
+    return text
+
+
+def write_fitted(profile: Profile, workspace_profiles: Path, fitted: dict) -> Path:
+    """Replace the profile's [fitted] table, keeping every hand-written line above it. A shipped
+    profile is first copied into the workspace, so the package's own files are never rewritten
+    from another workspace."""
+    source = profile.path
+    if source is None:
+        raise UsageError(f"profile '{profile.name}' has no file to write to")
+    target = source
+    if source.resolve().parent != workspace_profiles.resolve():
+        target = workspace_profiles / f"{profile.name}.toml"
+    text = source.read_text()
+    if FITTED_MARKER in text:
+        text = text[: text.index(FITTED_MARKER)]
+    elif "\n[fitted" in "\n" + text:
+        raise UsageError(f"{source} has a hand-written [fitted] table; remove it so 'cpbench fit' can write its own")
+    body = text.rstrip("\n") + "\n\n" + FITTED_MARKER + "\n" + dump_table("fitted", fitted)
+    parse_profile(body, target)  # never write a profile that would not load
+    target.parent.mkdir(parents=True, exist_ok=True)
+    from cpbench.workspace.files import write_atomically
+
+    write_atomically(target, body.encode())
+    return target

@@ -1,0 +1,251 @@
+"""Timing runs: each model measured under a device profile in its own worker process, stored as it finishes.
+
+A worker that crashes, hangs or fails to load its model is recorded as failed and the sweep goes
+on; a device that is not really there (CUDA asked, CPU given) stops the run before any number is
+kept.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+from cpbench.timing.environment import fingerprint
+from cpbench.errors import UsageError, first_line
+from cpbench.timing.profiles import Profile
+from cpbench.timing.runtimes import DeviceUnavailable
+from cpbench.timing.protocol import TimingStats, summarize
+
+LOAD_ALLOWANCE_S = 300.0  # compile/session creation and the first run, on top of the measuring caps
+
+
+@dataclass
+class TimingTarget:
+    """A model to time: a stored model (name from the store) or any .onnx file."""
+
+    name: str
+    path: Path
+    sha256: str | None = None
+    macs: int | None = None
+
+
+@dataclass
+class ModelTiming:
+    model: str
+    status: str  # 'ok' | 'failed'
+    batch: int
+    macs: int | None = None
+    error: str | None = None
+    load_s: float | None = None
+    first_s: float | None = None
+    warmup_runs: int | None = None
+    stats: TimingStats | None = None
+    times_s: list[float] = field(default_factory=list)
+    runtime: dict = field(default_factory=dict)
+    file: str | None = None
+    sha256: str | None = None
+    rounds: list[dict] = field(default_factory=list)  # per round: runs, median, min (several with measure.rounds)
+    final: bool = True  # False while later rounds are still to come
+
+    def merged_with(self, later: "ModelTiming") -> "ModelTiming":
+        """This model's runs so far and a later round's, as one measurement (a failure in any round fails it)."""
+        if self.status != "ok":
+            return self
+        if later.status != "ok":
+            later.rounds = self.rounds
+            return later
+        combined = ModelTiming(
+            self.model, "ok", self.batch, macs=self.macs, load_s=self.load_s, first_s=self.first_s,
+            warmup_runs=self.warmup_runs, times_s=self.times_s + later.times_s, runtime=self.runtime, file=self.file,
+            sha256=self.sha256, rounds=self.rounds + later.rounds,
+        )
+        combined.stats = summarize(combined.times_s)
+        return combined
+
+    @property
+    def throughput_ips(self) -> float | None:
+        return None if self.stats is None else self.batch / self.stats.median_s
+
+    @property
+    def gmacs_per_s(self) -> float | None:
+        if self.stats is None or not self.macs:
+            return None
+        return self.macs * self.batch / self.stats.median_s / 1e9
+
+    def as_dict(self, times: bool = False) -> dict:
+        out = {
+            "model": self.model, "status": self.status, "error": self.error, "batch": self.batch, "macs": self.macs,
+            "load_s": self.load_s, "first_s": self.first_s, "warmup_runs": self.warmup_runs,
+            "stats": None if self.stats is None else self.stats.as_dict(),
+            "throughput_ips": self.throughput_ips, "gmacs_per_s": self.gmacs_per_s, "runtime": self.runtime,
+            "file": self.file, "sha256": self.sha256, "rounds": self.rounds,
+        }
+        if times:
+            out["times_s"] = self.times_s
+        return out
+
+
+def _worker(connection, path: str, profile: Profile, seed: int) -> None:
+    """Runs in a fresh process: load, measure, send back raw facts (no statistics here)."""
+    from cpbench.timing.runtimes import get_runtime, make_inputs
+    from cpbench.timing.protocol import measure
+
+    try:
+        runtime = get_runtime(profile.runtime)
+        inputs = make_inputs(Path(path), profile.batch, seed)
+        loaded = runtime.load(Path(path), profile, inputs)
+        raw = measure(loaded.run, profile.measure)
+        connection.send({
+            "ok": True, "load_s": loaded.load_s, "first_s": raw.first_s, "warmup_runs": raw.warmup_runs,
+            "times": raw.times_s, "runtime": loaded.describe(),
+        })
+    except DeviceUnavailable as exc:
+        connection.send({"ok": False, "device": str(exc)})
+    except Exception as exc:  # the model failed; the parent records it and goes on
+        connection.send({"ok": False, "error": first_line(exc)[:500]})
+    finally:
+        connection.close()
+
+
+def time_in_worker(target: TimingTarget, profile: Profile, seed: int = 0) -> ModelTiming:
+    """Measure one model in a spawned process; a crash or a hang is a failed model, not a failed run."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_worker, args=(sender, str(target.path), profile, seed), daemon=True)
+    process.start()
+    sender.close()
+    timeout = profile.measure.max_time_s * 2 + LOAD_ALLOWANCE_S
+    message = None
+    try:
+        if receiver.poll(timeout):
+            message = receiver.recv()
+    except EOFError:
+        message = None
+    finally:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+            process.join()
+    base = ModelTiming(target.name, "failed", profile.batch, macs=target.macs, file=str(target.path), sha256=target.sha256)
+    if message is None:
+        code = process.exitcode
+        base.error = f"worker crashed (exit code {code})" if code not in (None, 0) else f"no result within {timeout:.0f} s"
+        return base
+    if "device" in message:
+        raise DeviceUnavailable(message["device"])
+    if not message["ok"]:
+        base.error = message["error"]
+        return base
+    base.status = "ok"
+    base.load_s, base.first_s, base.warmup_runs = message["load_s"], message["first_s"], message["warmup_runs"]
+    base.times_s = message["times"]
+    base.stats = summarize(message["times"])
+    base.runtime = message["runtime"]
+    base.rounds = [{"n": base.stats.n, "median_s": base.stats.median_s, "min_s": base.stats.min_s}]
+    return base
+
+
+def new_run_id(device: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{device}-{stamp}-{secrets.token_hex(2)}"
+
+
+class TimingObserver(Protocol):
+    def model_started(self, index: int, total: int, target: TimingTarget) -> None: ...
+    def model_finished(self, timing: ModelTiming) -> None: ...
+
+
+@dataclass
+class TimingRun:
+    id: str
+    device: str
+    profile: Profile
+    fingerprint: dict
+    started_at: str
+    timings: list[ModelTiming] = field(default_factory=list)
+    status: str = "running"  # running | done | interrupted
+
+    def as_dict(self, times: bool = False) -> dict:
+        return {
+            "run_id": self.id, "device": self.device, "status": self.status, "started_at": self.started_at,
+            "profile": self.profile.as_dict(), "fingerprint": self.fingerprint,
+            "models": [t.as_dict(times) for t in self.timings],
+        }
+
+
+def run_timing(
+    store, device: str, profile: Profile, targets: list[TimingTarget], observer: TimingObserver | None = None,
+    seed: int = 0, run: TimingRun | None = None,
+) -> TimingRun:
+    """Time every target; each finished model is committed at once. Raises DeviceUnavailable (nothing
+    kept) when the device is not really there; KeyboardInterrupt keeps what finished."""
+    if not targets:
+        raise UsageError("no models to time; run 'cpbench export --preset timing --untrained' or pass --model FILE.onnx")
+    run = run or TimingRun(new_run_id(device), device, profile, fingerprint(), datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    store.start_run(run)
+    rounds = profile.measure.rounds
+    latest: dict[int, ModelTiming] = {}
+    try:
+        for round_index in range(rounds):
+            for index, target in enumerate(targets):
+                if index in latest and latest[index].status != "ok":
+                    continue  # failed in an earlier round: not retried
+                if observer:
+                    observer.model_started(round_index * len(targets) + index, rounds * len(targets), target)
+                timing = time_in_worker(target, profile, seed)
+                if index in latest:
+                    timing = latest[index].merged_with(timing)
+                timing.final = round_index == rounds - 1 or timing.status != "ok"
+                latest[index] = timing
+                run.timings = [latest[i] for i in sorted(latest)]
+                store.put_timing(run.id, timing)
+                if observer:
+                    observer.model_finished(timing)
+    except DeviceUnavailable:
+        store.delete_run(run.id)  # no numbers from a device that is not there
+        raise
+    except KeyboardInterrupt:
+        run.status = "interrupted"
+        store.finish_run(run)
+        raise
+    run.status = "done"
+    store.finish_run(run)
+    return run
+
+
+def targets_for(root: Path, store, pattern: str | None, files: list[Path]) -> list[TimingTarget]:
+    """What `cpbench time` will measure, checked before any run is created: a stored model's file
+    must still be the bytes it was exported as (its sha256), and a file given with --model must be
+    an ONNX model. The hash stored with each timing is the hash of the file checked here."""
+    from cpbench.counting.count import count_model
+    from cpbench.counting.graph import load_model
+    from cpbench.workspace.files import sha256_of
+
+    if files:
+        targets = []
+        for path in files:
+            model = load_model(path)  # refuses a missing file, a folder, or bytes that are not ONNX
+            try:
+                macs = count_model(model).total_macs
+            except UsageError:
+                macs = None  # a valid graph whose shapes are not static: it may still run
+            targets.append(TimingTarget(str(path), path, sha256_of(path), macs))
+        return targets
+    records = store.models(pattern)
+    if not records:
+        where = f"matching '{pattern}' " if pattern else ""
+        raise UsageError(f"no models {where}in {root}; run 'cpbench export --preset timing --untrained' or pass --model FILE.onnx")
+    targets = []
+    for r in records:
+        path = root / r.file
+        if not path.is_file():
+            raise UsageError(f"{r.file} of model {r.name} is missing; re-export it with 'cpbench export ... --force' or time other models with --models")
+        if sha256_of(path) != r.sha256:
+            raise UsageError(f"{r.file} has changed since model {r.name} was exported (sha256 differs); "
+                             "re-export it with 'cpbench export ... --force' or restore the file; nothing was timed")
+        targets.append(TimingTarget(r.name, path, r.sha256, r.macs))
+    return targets

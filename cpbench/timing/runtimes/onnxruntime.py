@@ -1,0 +1,119 @@
+"""ONNX Runtime with any execution provider; CUDA runs through IO binding on the device."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cpbench.timing.profiles import Profile
+from cpbench.timing.runtime_options import OrtOptions
+from cpbench.timing.runtimes import DeviceUnavailable
+
+
+
+def _gpu_hint() -> str:
+    """Why a CUDA provider may not have loaded, in words a user can act on."""
+    if not (shutil.which("nvidia-smi") or os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvidiactl")):
+        return "no NVIDIA GPU is visible on this machine (no /dev/nvidia*, no nvidia-smi)"
+    return "the CUDA or cuDNN libraries could not be loaded; install torch's nvidia-* pip packages or set LD_LIBRARY_PATH"
+
+
+class OnnxRuntime:
+    name = "onnxruntime"
+
+    def load(self, path: Path, profile: Profile, inputs: dict[str, np.ndarray]) -> "OrtModel":
+        import onnxruntime as ort
+
+        ort.set_default_logger_severity(4)  # failures are reported by cpbench in one line, not by ORT's C++ log
+        provider = profile.provider or "CPUExecutionProvider"
+        if provider != "CPUExecutionProvider" and hasattr(ort, "preload_dlls"):
+            try:
+                ort.preload_dlls()  # CUDA/cuDNN from the pip nvidia-* packages, where torch brought them
+            except Exception:
+                pass
+        available = ort.get_available_providers()
+        if provider not in available:
+            raise DeviceUnavailable(
+                f"{provider} is not in this onnxruntime build (it has {', '.join(available)}); "
+                "install onnxruntime-gpu for CUDA, or pick another profile"
+            )
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = profile.threads
+        options.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[profile.graph_optimization]
+        chosen: OrtOptions = profile.runtime_options or OrtOptions.parse(profile.options)
+        for key in OrtOptions.SESSION:
+            value = getattr(chosen, key)
+            if value is None:
+                continue
+            if key == "execution_mode":
+                value = ort.ExecutionMode.ORT_PARALLEL if value == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
+            setattr(options, key, value)
+        for key, value in chosen.config.items():
+            options.add_session_config_entry(key, value)
+        provider_options = dict(chosen.provider)
+        started = time.perf_counter()
+        session = ort.InferenceSession(str(path), options, providers=[(provider, provider_options)])
+        load_s = time.perf_counter() - started
+        in_use = session.get_providers()
+        if not in_use or in_use[0] != provider:
+            hint = _gpu_hint() if "CUDA" in provider or "Tensorrt" in provider else "the provider failed to initialise"
+            raise DeviceUnavailable(
+                f"asked for {provider} but ONNX Runtime runs on {', '.join(in_use) or 'nothing'}: {hint}; no timings were taken"
+            )
+        return OrtModel(session, provider, provider_options, inputs, load_s)
+
+
+class OrtModel:
+    def __init__(self, session, provider: str, provider_options: dict, inputs: dict[str, np.ndarray], load_s: float) -> None:
+        import onnxruntime as ort
+
+        self.session = session
+        self.provider = provider
+        self.load_s = load_s
+        self.outputs = [o.name for o in session.get_outputs()]
+        if provider == "CPUExecutionProvider":
+            self.feeds = inputs
+            self.run = self._run_cpu
+        else:
+            # inputs live on the device before timing; outputs stay there; Run is synchronised below
+            device = "cuda" if "CUDA" in provider or "Tensorrt" in provider else "cpu"
+            device_id = int(provider_options.get("device_id", 0))
+            self.binding = session.io_binding()
+            self._keep = []
+            for name, array in inputs.items():
+                value = ort.OrtValue.ortvalue_from_numpy(array, device, device_id)
+                self._keep.append(value)
+                self.binding.bind_ortvalue_input(name, value)
+            for name in self.outputs:
+                self.binding.bind_output(name, device, device_id)
+            self.run = self._run_bound
+
+    def _run_cpu(self) -> None:
+        self.session.run(self.outputs, self.feeds)
+
+    def _run_bound(self) -> None:
+        self.session.run_with_iobinding(self.binding)
+        self.binding.synchronize_outputs()
+
+    def describe(self) -> dict:
+        import onnxruntime as ort
+
+        options = self.session.get_session_options()
+        return {
+            "runtime": "onnxruntime",
+            "version": ort.__version__,
+            "providers_in_use": self.session.get_providers(),
+            "intra_op_num_threads": options.intra_op_num_threads,
+            "inter_op_num_threads": options.inter_op_num_threads,
+            "io_binding": self.provider != "CPUExecutionProvider",
+        }

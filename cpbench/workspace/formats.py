@@ -1,0 +1,49 @@
+"""One way to write and read cpbench's JSON and TOML files: each carries `format = N`, and one
+function reads them all, refusing a version this cpbench does not know with a clear message."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+from cpbench.errors import UsageError
+from cpbench.workspace.files import write_atomically
+
+
+def stamp(payload: dict, version: int) -> dict:
+    """The payload with its format version first."""
+    return {"format": version, **{k: v for k, v in payload.items() if k != "format"}}
+
+
+def check_format(payload: dict, version: int, what: str, fix: str) -> dict:
+    """Refuse a payload whose format is not `version`, naming the file and the fix."""
+    found = payload.get("format") if isinstance(payload, dict) else None
+    if found != version:
+        newer = isinstance(found, int) and found > version
+        advice = "upgrade cpbench to read it" if newer else fix
+        shown = "no format field" if found is None else f"format {found!r}"
+        raise UsageError(f"{what} has {shown}; this cpbench reads format {version}: {advice}")
+    return payload
+
+
+def read_versioned(path: Path, version: int, fix: str) -> dict:
+    """A JSON or TOML file of cpbench's, parsed and checked against `version`."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path} ({exc.strerror or type(exc).__name__}); check the path and its permissions") from None
+    try:
+        text = raw.decode("utf-8")
+        payload = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (UnicodeDecodeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"{path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'} ({reason}); {fix}") from None
+    if not isinstance(payload, dict):
+        raise UsageError(f"{path} does not hold a cpbench result (not an object); {fix}")
+    return check_format(payload, version, str(path), fix)
+
+
+def write_json(path: Path, payload: dict, version: int) -> Path:
+    write_atomically(path, (json.dumps(stamp(payload, version), indent=2, default=str) + "\n").encode())
+    return path

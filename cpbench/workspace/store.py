@@ -1,0 +1,359 @@
+"""The workspace (a folder with models/, profiles/, reports/) and its embedded SQLite store.
+
+Each finished model is one row, committed as soon as its file is in place, so an interrupted
+sweep keeps everything it finished. The schema is versioned with PRAGMA user_version and grows by
+appending migrations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cpbench.errors import UsageError, check_choice
+
+if TYPE_CHECKING:
+    from cpbench.counting.count import GraphCount
+
+STORE_NAME = "cpbench.sqlite"
+
+MIGRATIONS: list[str] = [
+    # 1: models
+    """
+    CREATE TABLE models (
+        name            TEXT PRIMARY KEY,      -- e.g. family/fashionmnist-quick/f64-s28-k5-l3
+        kind            TEXT NOT NULL,         -- 'family' or 'zoo'
+        config_id       TEXT,
+        f INTEGER, s INTEGER, k INTEGER, l INTEGER,
+        dataset         TEXT NOT NULL,
+        input_shape     TEXT NOT NULL,         -- JSON [C, H, W]; the batch dimension is dynamic
+        num_classes     INTEGER NOT NULL,
+        recipe_name     TEXT NOT NULL,         -- 'untrained' when exported with random weights
+        recipe_hash     TEXT NOT NULL,
+        recipe          TEXT NOT NULL,         -- JSON of the recipe's fields
+        accuracy        REAL,                  -- test accuracy on the whole test split, P(T)
+        training        TEXT,                  -- JSON: epochs, train size, seed, threads, wall time, loss
+        normalization   TEXT,                  -- JSON: scale, mean, std, resize
+        params          INTEGER NOT NULL,
+        file            TEXT NOT NULL,         -- relative to the workspace
+        sha256          TEXT NOT NULL,
+        opset           INTEGER NOT NULL,
+        exporter        TEXT NOT NULL,
+        parity_max_abs_diff REAL NOT NULL,
+        macs            INTEGER,               -- every counted category (batch 1); FLOPs = 2 x MACs
+        core_macs       INTEGER,               -- conv + linear + matmul, torchvision's convention
+        weight_bytes    INTEGER,
+        activation_bytes INTEGER,
+        counts          TEXT,                  -- JSON: cpbench.counting's full count, per layer
+        cpbench_version TEXT NOT NULL,
+        created_at      TEXT NOT NULL
+    );
+    CREATE INDEX models_config ON models (config_id, dataset, recipe_hash);
+    """,
+    # 2: timing runs and their measurements
+    """
+    CREATE TABLE runs (
+        id              TEXT PRIMARY KEY,
+        device          TEXT NOT NULL,         -- the profile's name
+        profile         TEXT NOT NULL,         -- JSON: the profile as used, overrides included
+        batch           INTEGER NOT NULL,
+        fingerprint     TEXT NOT NULL,         -- JSON: hardware, OS, library versions
+        hardware_id     TEXT NOT NULL,
+        status          TEXT NOT NULL,         -- running | done | interrupted
+        started_at      TEXT NOT NULL,
+        finished_at     TEXT,
+        cpbench_version TEXT NOT NULL
+    );
+    CREATE TABLE measurements (
+        run_id          TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        model           TEXT NOT NULL,
+        file            TEXT,
+        sha256          TEXT,
+        macs            INTEGER,
+        batch           INTEGER NOT NULL,
+        status          TEXT NOT NULL,         -- ok | failed
+        error           TEXT,
+        load_s          REAL,                  -- session creation or compile
+        first_s         REAL,                  -- first inference, apart from the rest
+        warmup_runs     INTEGER,
+        n               INTEGER,
+        median_s REAL, mean_s REAL, stdev_pct REAL, p90_s REAL, p99_s REAL, min_s REAL, max_s REAL,
+        iqr_s REAL, median_ci_low_s REAL, median_ci_high_s REAL,
+        throughput_ips  REAL,
+        warnings        TEXT,                  -- JSON list
+        runtime         TEXT,                  -- JSON: what actually ran (providers in use, threads, device)
+        times           TEXT,                  -- JSON list of every timed run, seconds
+        PRIMARY KEY (run_id, model)
+    );
+    """,
+    # 3: per-round summaries when a model is measured in several rounds
+    """
+    ALTER TABLE measurements ADD COLUMN rounds TEXT;   -- JSON list: runs, median, min per round
+    """,
+    # 4: the search space a family model was planned on (fashionmnist | lfw), filled by the rule
+    # export has always used: FashionMNIST models on its space, every other dataset on paper 000's
+    """
+    ALTER TABLE models ADD COLUMN space TEXT;
+    UPDATE models SET space = CASE WHEN dataset = 'fashionmnist' THEN 'fashionmnist' ELSE 'lfw' END WHERE kind = 'family';
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass
+class ModelRecord:
+    name: str
+    kind: str
+    dataset: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    recipe_name: str
+    recipe_hash: str
+    recipe: dict
+    params: int
+    file: str
+    sha256: str
+    opset: int
+    exporter: str
+    parity_max_abs_diff: float
+    cpbench_version: str
+    config_id: str | None = None
+    f: int | None = None
+    s: int | None = None
+    k: int | None = None
+    l: int | None = None  # noqa: E741
+    accuracy: float | None = None
+    training: dict | None = None
+    normalization: dict | None = None
+    macs: int | None = None
+    core_macs: int | None = None
+    weight_bytes: int | None = None
+    activation_bytes: int | None = None
+    counts: dict | None = None
+    space: str | None = None  # the search space the config was planned on; None for zoo models
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    _JSON = ("input_shape", "recipe", "training", "normalization", "counts")
+
+    def to_row(self) -> dict:
+        row = dict(self.__dict__)
+        for key in self._JSON:
+            row[key] = None if row[key] is None else json.dumps(row[key], sort_keys=True)
+        return row
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "ModelRecord":
+        values = dict(row)
+        for key in cls._JSON:
+            if values[key] is not None:
+                values[key] = json.loads(values[key])
+        values["input_shape"] = tuple(values["input_shape"])
+        return cls(**values)
+
+    def as_dict(self, layers: bool = False) -> dict:
+        out = dict(self.__dict__, input_shape=list(self.input_shape))
+        if out["counts"] and not layers:
+            out["counts"] = {k: v for k, v in out["counts"].items() if k != "layers"}
+        return out
+
+    def set_counts(self, count: "GraphCount") -> None:
+        self.macs, self.core_macs = count.total_macs, count.core_macs
+        self.weight_bytes, self.activation_bytes = count.weight_bytes, count.activation_bytes
+        self.counts = count.as_dict(layers=True)
+
+
+def default_space(dataset: str) -> str:
+    """The one rule for a dataset's search space when none was chosen: FashionMNIST's own, else
+    paper 000's LFW space (64 x 64 inputs), which image folders are planned on."""
+    return "fashionmnist" if dataset == "fashionmnist" else "lfw"
+
+
+def space_of(dataset: str, stored: str | None = None):
+    """The search space of a dataset's models: the one stored with them, else the default rule."""
+    from cpbench.family.config import SPACES
+
+    name = stored or default_space(dataset)
+    check_choice(name, SPACES, "space")
+    return SPACES[name]
+
+
+class Workspace:
+    """A folder holding models/, profiles/, reports/ and the store; by default the current directory."""
+
+    def __init__(self, root: Path | str = ".") -> None:
+        self.root = Path(root).expanduser().resolve()
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def profiles_dir(self) -> Path:
+        return self.root / "profiles"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def store_path(self) -> Path:
+        return self.root / STORE_NAME
+
+    def ensure_writable(self) -> None:
+        """Create the folders and prove we can write there, before any work is done."""
+        try:
+            for folder in (self.root, self.models_dir, self.reports_dir):
+                folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.models_dir, prefix=".write-test-"):
+                pass
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise UsageError(
+                f"workspace {self.root} is not writable ({reason}); pass --workspace DIR with a folder you can write to"
+            ) from None
+
+    def open_store(self) -> "Store":
+        return Store(self.store_path)
+
+    def relative(self, path: Path) -> str:
+        return os.path.relpath(path, self.root)
+
+
+class Store:
+    """The SQLite store; one connection, autocommit off, one transaction per finished item."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.db = sqlite3.connect(path, timeout=30)
+        except sqlite3.OperationalError as exc:
+            raise UsageError(f"cannot open the store {path} ({exc}); pass --workspace DIR with a folder you can write to") from None
+        self.db.row_factory = sqlite3.Row
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise UsageError(f"{path} is not a cpbench store ({exc}); move it away or pick another --workspace") from None
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise UsageError(
+                f"{self.path} has schema version {version}, newer than this cpbench ({SCHEMA_VERSION}); upgrade cpbench"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            with self.transaction():
+                self.db.executescript("BEGIN;" + MIGRATIONS[number])
+                self.db.execute(f"PRAGMA user_version = {number + 1}")
+
+    @property
+    def schema_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            yield self.db
+            self.db.commit()
+        except BaseException:
+            self.db.rollback()
+            raise
+
+    def put_model(self, record: ModelRecord) -> None:
+        row = record.to_row()
+        columns = ", ".join(row)
+        marks = ", ".join(f":{key}" for key in row)
+        with self.transaction() as db:
+            db.execute(f"INSERT OR REPLACE INTO models ({columns}) VALUES ({marks})", row)
+
+    def get_model(self, name: str) -> ModelRecord | None:
+        row = self.db.execute("SELECT * FROM models WHERE name = ?", (name,)).fetchone()
+        return None if row is None else ModelRecord.from_row(row)
+
+    def models(self, pattern: str | None = None) -> list[ModelRecord]:
+        rows = self.db.execute("SELECT * FROM models ORDER BY kind, dataset, recipe_name, f DESC, s DESC, k DESC, l DESC, name")
+        records = [ModelRecord.from_row(row) for row in rows]
+        if pattern:
+            from fnmatch import fnmatchcase
+
+            records = [r for r in records if fnmatchcase(r.name, pattern)]
+        return records
+
+    # ---- timing runs -------------------------------------------------------------------------
+
+    def start_run(self, run) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO runs (id, device, profile, batch, fingerprint, hardware_id, status, started_at, cpbench_version)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run.id, run.device, json.dumps(run.profile.as_dict()), run.profile.batch, json.dumps(run.fingerprint),
+                 run.fingerprint["hardware_id"], run.status, run.started_at, run.fingerprint["cpbench"]),
+            )
+
+    def finish_run(self, run) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?",
+                (run.status, datetime.now(timezone.utc).isoformat(timespec="seconds"), run.id),
+            )
+
+    def delete_run(self, run_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM measurements WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+    def put_timing(self, run_id: str, timing) -> None:
+        stats = timing.stats.as_dict() if timing.stats else {}
+        row = {
+            "run_id": run_id, "model": timing.model, "file": timing.file, "sha256": timing.sha256, "macs": timing.macs,
+            "batch": timing.batch, "status": timing.status, "error": timing.error, "load_s": timing.load_s,
+            "first_s": timing.first_s, "warmup_runs": timing.warmup_runs, "n": stats.get("n"),
+            **{k: stats.get(k) for k in ("median_s", "mean_s", "stdev_pct", "p90_s", "p99_s", "min_s", "max_s", "iqr_s", "median_ci_low_s", "median_ci_high_s")},
+            "throughput_ips": timing.throughput_ips, "warnings": json.dumps(stats.get("warnings", [])),
+            "runtime": json.dumps(timing.runtime), "times": json.dumps(timing.times_s), "rounds": json.dumps(timing.rounds),
+        }
+        with self.transaction() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO measurements ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})", row
+            )
+
+    def runs(self) -> list[dict]:
+        rows = self.db.execute(
+            "SELECT r.id, r.device, r.batch, r.status, r.started_at, r.hardware_id,"
+            " (SELECT count(*) FROM measurements m WHERE m.run_id = r.id AND m.status = 'ok') AS ok,"
+            " (SELECT count(*) FROM measurements m WHERE m.run_id = r.id AND m.status != 'ok') AS failed"
+            " FROM runs r ORDER BY r.started_at, r.id"
+        )
+        return [dict(row) for row in rows]
+
+    def get_run(self, run_id: str) -> dict | None:
+        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        run = dict(row)
+        run["profile"], run["fingerprint"] = json.loads(run["profile"]), json.loads(run["fingerprint"])
+        run["measurements"] = []
+        for m in self.db.execute("SELECT * FROM measurements WHERE run_id = ? ORDER BY rowid", (run_id,)):
+            m = dict(m)
+            for key in ("warnings", "runtime", "times", "rounds"):
+                m[key] = json.loads(m[key]) if m[key] else None
+            run["measurements"].append(m)
+        return run
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
