@@ -13,7 +13,7 @@ import typer
 
 from cpbench import __version__
 from cpbench.cli.options import ClickException, DataDirOption, JsonOption, WorkspaceOption, err, out, print_json
-from cpbench.errors import CpbenchError, UsageError, check_choice
+from cpbench.errors import CpbenchError, UsageError, check_choice, first_line
 
 if TYPE_CHECKING:
     from cpbench.workspace.store import Workspace
@@ -434,6 +434,12 @@ def main() -> None:
     except (KeyboardInterrupt, typer.Abort):
         err.print("interrupted")
         sys.exit(130)
+    except Exception as exc:  # a bug or an input nothing checked: one line, the traceback only on request
+        if os.environ.get("CPBENCH_DEBUG"):
+            raise
+        err.print(f"error: internal error ({first_line(exc)}); rerun with CPBENCH_DEBUG=1 for the traceback and report it",
+                  soft_wrap=True, markup=False)
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -67,15 +67,15 @@ def fit_command(
 def other_verdicts(ws, exclude: str) -> list[dict]:
     """The linearity evidence already fitted for the workspace's other profiles: the verdict may
     differ by device and batch, and this puts them side by side."""
-    from cpbench.timing.profiles import available_profiles, load_profile
+    from cpbench.timing.profiles import loadable_profiles
 
     rows = []
-    for name in available_profiles(ws.profiles_dir):
+    for other in loadable_profiles(ws.profiles_dir)[0]:
+        name, fitted = other.name, other.fitted or {}
         if name == exclude:
             continue
-        fitted = load_profile(name, ws.profiles_dir).fitted or {}
         models, law = fitted.get("models", {}), fitted.get("power_law")
-        if not law or "linear-rel" not in models or fitted.get("best") not in models:
+        if not isinstance(models, dict) or not isinstance(law, dict) or "linear-rel" not in models or fitted.get("best") not in models:
             continue
         rows.append({
             "device": name, "batch": fitted.get("batch"), "exponent": law["exponent"], "ci_low": law["ci_low"],
@@ -140,13 +140,15 @@ def profiles_list(workspace: WorkspaceOption = Path("."), as_json: JsonOption = 
     """Every profile the workspace sees (its own first, then the shipped ones)."""
     from rich.table import Table
 
-    from cpbench.timing.profiles import available_profiles, load_profile
+    from cpbench.timing.profiles import loadable_profiles
     from cpbench.workspace.store import Workspace
 
     ws = Workspace(workspace)
-    profiles = [load_profile(name, ws.profiles_dir) for name in available_profiles(ws.profiles_dir)]
+    profiles, warnings = loadable_profiles(ws.profiles_dir)
+    for warning in warnings:
+        err.print(f"warning: {warning}", soft_wrap=True, markup=False)
     rows = [{"name": p.name, "runtime": p.runtime, "description": p.description, "path": str(p.path),
-             "fitted": (p.fitted or {}).get("best")} for p in profiles]
+             "fitted": (p.fitted or {}).get("best") if isinstance(p.fitted, dict) else None} for p in profiles]
     if as_json:
         print_json(rows)
         return

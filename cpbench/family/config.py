@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from cpbench.errors import UsageError
 
+MAX_F, MAX_S, MAX_K, MAX_L = 4096, 4096, 64, 16  # far beyond any useful network; keeps arithmetic in int64
 _ID_PATTERN = re.compile(r"^f(\d+)-s(\d+)-k(\d+)-l(\d+)$")
 
 
@@ -32,12 +33,15 @@ class Config:
             raise UsageError(f"invalid config '{self.as_csv()}': {problem}")
 
     def problem(self) -> str | None:
-        """What makes this config unbuildable, or None."""
+        """What makes this config unbuildable (or absurdly large), or None."""
         for name, value, meaning in (("f", self.f, "filters"), ("k", self.k, "kernel size"), ("l", self.l, "layers")):
             if not isinstance(value, int) or value < 1:
                 return f"{name} ({meaning}) must be an integer >= 1, got {value!r}"
         if not isinstance(self.s, int) or self.s < 1:
             return f"s (input size) must be an integer >= 1, got {self.s!r}"
+        for name, value, limit in (("f", self.f, MAX_F), ("s", self.s, MAX_S), ("k", self.k, MAX_K), ("l", self.l, MAX_L)):
+            if value > limit:
+                return f"{name}={value} is above cpbench's limit of {limit}; use a smaller value"
         if self.s < 2**self.l:
             return (
                 f"s={self.s} is too small for l={self.l} 2x2 max-poolings; "

@@ -19,7 +19,7 @@ from cpbench.fitting.time_models import (
 )
 from cpbench.family.config import Config
 from cpbench.workspace.store import space_of
-from cpbench.errors import UsageError, calibration_hint
+from cpbench.errors import UsageError, calibration_hint, first_line
 from cpbench.family.closed_form import FEATURES, Layers, feature_matrix
 from cpbench.fitting.observations import DEFAULT_STATISTIC, Observations, runtime_summary
 
@@ -226,6 +226,14 @@ class TimePredictor:
 
 
 def predictor_from_profile(profile, model: str | None = None) -> TimePredictor:
+    try:
+        return _predictor_from_profile(profile, model)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+        raise UsageError(f"profile '{profile.name}' has a malformed [fitted] table ({first_line(exc)}); "
+                         f"rerun 'cpbench fit --device {profile.name}'") from None
+
+
+def _predictor_from_profile(profile, model: str | None = None) -> TimePredictor:
     fitted = profile.fitted
     if not fitted or "models" not in fitted:
         raise UsageError(f"profile '{profile.name}' has no fitted time model; {calibration_hint(profile.name)}")
@@ -258,17 +266,16 @@ def hardware_mismatch(fitted: dict | None, hardware_id: str) -> str | None:
 
 
 def other_predictors(profiles_dir, exclude: str) -> dict[str, TimePredictor]:
-    """The time predictors of every other profile that has a usable fit: their picks go beside this one's."""
-    from cpbench.timing.profiles import available_profiles, load_profile
+    """The time predictors of every other profile that has a usable fit: their picks go beside this one's.
+    A profile that does not load or holds no usable fit is left out."""
+    from cpbench.timing.profiles import loadable_profiles
 
     out = {}
-    for name in available_profiles(profiles_dir):
-        if name == exclude:
+    for other in loadable_profiles(profiles_dir)[0]:
+        if other.name == exclude or not other.fitted or "models" not in other.fitted:
             continue
         try:
-            other = load_profile(name, profiles_dir)
-            if other.fitted and "models" in other.fitted:
-                out[name] = predictor_from_profile(other)
+            out[other.name] = predictor_from_profile(other)
         except UsageError:
             continue
     return out

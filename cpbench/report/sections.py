@@ -64,11 +64,11 @@ def time_sections(ws, folder: Path, claims: list[list[str]]) -> list[Section]:
     from cpbench.fitting.device_fit import fit_device
     from cpbench.family.closed_form import FEATURES, Layers, feature_matrix
     from cpbench.fitting.observations import DEFAULT_STATISTIC, load_observations
-    from cpbench.timing.profiles import available_profiles, load_profile
+    from cpbench.timing.profiles import loadable_profiles
 
     sections = []
-    for name in available_profiles(ws.profiles_dir):
-        profile = load_profile(name, ws.profiles_dir)
+    for profile in loadable_profiles(ws.profiles_dir)[0]:
+        name = profile.name
         section = Section(f"Time model: {name} ({profile.description or profile.runtime})")
         fitted = profile.fitted
         if not fitted or "models" not in fitted:

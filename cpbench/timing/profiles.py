@@ -144,7 +144,25 @@ def load_profile(name_or_path: str, folder: Path) -> Profile:
             f"no device profile '{name_or_path}' (available: {known}); "
             f"write {folder / (name_or_path + '.toml')} or pick one of those"
         )
-    return parse_profile(path.read_text(), path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _fail(path, f"not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise _fail(path, f"cannot be read ({exc.strerror or type(exc).__name__}); check its permissions") from None
+    return parse_profile(text, path)
+
+
+def loadable_profiles(folder: Path) -> tuple[list[Profile], list[str]]:
+    """Every profile that loads, and one warning per profile that does not: one broken sibling
+    must not stop commands that look at all of them."""
+    profiles, warnings = [], []
+    for name in available_profiles(folder):
+        try:
+            profiles.append(load_profile(name, folder))
+        except UsageError as exc:
+            warnings.append(f"skipped: {exc}")
+    return profiles, warnings
 
 
 # ---- the [fitted] table that `cpbench fit` writes -------------------------------------------------

@@ -50,7 +50,8 @@ class MeasureSettings:
         checks = {
             "warmup_runs": v["warmup_runs"] >= 0, "warmup_time_s": v["warmup_time_s"] >= 0,
             "min_time_s": v["min_time_s"] >= 0, "min_runs": v["min_runs"] >= 1,
-            "max_runs": v["max_runs"] >= v["min_runs"], "max_time_s": v["max_time_s"] > 0,
+            "max_runs": v["min_runs"] <= v["max_runs"] <= 10**9,
+            "max_time_s": 0 < v["max_time_s"] <= 86400 and v["min_time_s"] <= 86400 and v["warmup_time_s"] <= 86400,
             "rounds": isinstance(v.get("rounds", 1), int) and v.get("rounds", 1) >= 1,
         }
         return next((key for key, ok in checks.items() if not ok), None)

@@ -89,8 +89,23 @@ class ModelTiming:
         return out
 
 
+def _detach_from_signals() -> None:
+    """Ctrl-C is the parent's to handle (it stops this worker and keeps what finished), and a
+    parent killed with -9 takes the worker with it (Linux) instead of leaving it measuring."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _worker(connection, path: str, profile: Profile, seed: int) -> None:
     """Runs in a fresh process: load, measure, send back raw facts (no statistics here)."""
+    _detach_from_signals()
     from cpbench.timing.runtimes import get_runtime, make_inputs
     from cpbench.timing.protocol import measure
 

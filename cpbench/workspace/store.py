@@ -154,7 +154,11 @@ class ModelRecord:
         values = dict(row)
         for key in cls._JSON:
             if values[key] is not None:
-                values[key] = json.loads(values[key])
+                try:
+                    values[key] = json.loads(values[key])
+                except ValueError:
+                    raise UsageError(f"the store's row for model {values.get('name')!r} has invalid JSON in '{key}'; "
+                                     "re-export that model with --force or restore the store from a copy") from None
         values["input_shape"] = tuple(values["input_shape"])
         return cls(**values)
 

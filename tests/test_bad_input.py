@@ -1,0 +1,69 @@
+"""Bad input from the reliability review, driven from the CLI as a user would: each gets exit 2 and
+one line naming the problem and the fix, never a traceback, and breaks nothing else."""
+
+import json
+import sqlite3
+import shutil
+
+from cpbench.timing.profiles import SHIPPED
+from test_cli import assert_one_line_error
+
+
+def _profiles(tmp_path):
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    return folder
+
+
+def test_a_non_utf8_profile_is_named_and_does_not_break_its_siblings(cli, tmp_path):
+    folder = _profiles(tmp_path)
+    (folder / "broken.toml").write_bytes(b'runtime = "onnxruntime"\n# caf\xff\n')
+    assert_one_line_error(cli("time", "--device", "broken", "-w", str(tmp_path)), "not UTF-8", "save it as UTF-8")
+    listed = cli("profiles", "list", "-w", str(tmp_path), "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert {p["name"] for p in json.loads(listed.stdout)} >= {"cpu", "openvino"}
+    assert "skipped" in listed.stderr and "broken.toml" in listed.stderr
+    done = cli("recommend", "--device", "cpu", "--target", "0.85", "-w", str(tmp_path), "--json")
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_malformed_fitted_table_is_one_line(cli, tmp_path):
+    folder = _profiles(tmp_path)
+    text = (SHIPPED / "cpu.toml").read_text()
+    (folder / "garbage.toml").write_text(text.split("[fitted]")[0] + "[fitted]\nmodels = 7\nbest = 'x'\n")
+    assert_one_line_error(cli("predict", "--device", "garbage", "--config", "8,12,3,1", "-w", str(tmp_path)),
+                          "malformed [fitted]", "cpbench fit --device garbage")
+
+
+def test_absurd_values_are_bounded(cli, tmp_path):
+    folder = _profiles(tmp_path)
+    (folder / "inf.toml").write_text('runtime = "openvino"\n[measure]\nmax_time_s = inf\n')
+    assert_one_line_error(cli("time", "--device", "inf", "-w", str(tmp_path)), "measure.max_time_s")
+    (folder / "many.toml").write_text('runtime = "openvino"\nthreads = 100000\n')
+    assert_one_line_error(cli("time", "--device", "many", "-w", str(tmp_path)), "threads", "<= 1024")
+    assert_one_line_error(cli("predict", "--device", "cpu", "--config", f"{2**70},28,5,3", "-w", str(tmp_path)), "above cpbench's limit")
+
+
+def test_a_store_row_with_bad_json_is_named(cli, tmp_path):
+    done = cli("export", "--config", "2,8,1,1", "--untrained", "-w", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    db = sqlite3.connect(tmp_path / "cpbench.sqlite")
+    db.execute("UPDATE models SET recipe = '{bad'")
+    db.commit()
+    db.close()
+    assert_one_line_error(cli("models", "-w", str(tmp_path)), "invalid JSON in 'recipe'", "--force")
+
+
+def test_an_unexpected_error_is_one_line_with_a_way_to_see_the_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    # a profile whose [fitted] models table holds a string where the fit expects tables reaches code no check covers
+    folder = _profiles(tmp_path)
+    shutil.copy(SHIPPED / "cpu.toml", folder / "odd.toml")
+    code = "import sys; from cpbench.cli.app import main; sys.argv = ['cpbench', 'presets']; " \
+           "import cpbench.family.presets as p; p.PRESETS.clear(); p.PRESETS['x'] = None; main()"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "CPBENCH_DEBUG": ""})
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "internal error" in done.stderr and "CPBENCH_DEBUG=1" in done.stderr and len(done.stderr.strip().splitlines()) == 1
