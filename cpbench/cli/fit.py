@@ -27,7 +27,7 @@ def fit_command(
     as_json: JsonOption = False,
 ) -> None:
     """Fit time models to a device's timings, judge them on held-out configs, give the linearity verdict."""
-    from cpbench.fitting.device_fit import fit_device, fitted_table, hardware_mismatch
+    from cpbench.fitting.device_fit import fit_device, fitted_table, hardware_mismatch, save_fit_record
     from cpbench.fitting.observations import load_observations
     from cpbench.timing.profiles import load_profile, write_fitted
     from cpbench.cli.views.fit import fit_summary
@@ -51,11 +51,12 @@ def fit_command(
         result.warnings.append(mismatch + "; this fit replaces it")
     others = other_verdicts(ws, profile.name)
     written = None
+    ws.ensure_writable()
+    record = str(save_fit_record(ws.models_dir, result, observations))  # what the report reads; the profile is untouched
     if write:
-        ws.ensure_writable()
         written = str(write_fitted(profile, ws.profiles_dir, fitted_table(result)))
     if as_json:
-        print_json({**result.as_dict(), "written": written, "other_devices": others})
+        print_json({**result.as_dict(), "written": written, "record": record, "other_devices": others})
         return
     out.print(fit_summary(result, written))
     for other in others:

@@ -14,6 +14,7 @@ import numpy as np
 
 from cpbench import __version__
 from cpbench.fitting.time_models import (
+    held_out_predictions,
     LINEAR, MODELS, ErrorMetrics, Evaluation, FittedModel, NestedTest, PowerLaw, TimeModelSpec, error_metrics,
     evaluate, fit_model, nested_f_test, power_law, verdict,
 )
@@ -21,6 +22,7 @@ from cpbench.family.config import Config
 from cpbench.workspace.store import space_of
 from cpbench.errors import UsageError, calibration_hint, first_line
 from cpbench.family.closed_form import FEATURES, Layers, feature_matrix
+from cpbench.fitting.metrics import kfold_indices
 from cpbench.fitting.observations import DEFAULT_STATISTIC, Observations, runtime_summary
 
 MIN_POINTS = 8
@@ -165,6 +167,55 @@ def _add_zoo(result: DeviceFit, observations: Observations, linear: Evaluation |
             a = np.column_stack([np.ones_like(macs), macs])
             coef = np.linalg.lstsq(a, times, rcond=None)[0]
             result.zoo_linear = error_metrics(a @ coef, times)
+
+
+# ---- the fit's full record: what the report reads instead of fitting again -----------------------
+
+FIT_FORMAT = 1
+
+
+def fit_record(result: DeviceFit, observations: Observations) -> dict:
+    """Everything a report shows of one fit: the [fitted] table, and per timed config its MACs, the
+    measured time, each model's in-fit and out-of-fold (k-fold) prediction."""
+    points = observations.family
+    layers = Layers.of([p.config for p in points], result.in_channels)
+    measured = np.array([p.time_s for p in points])
+    rows = [{"config": p.config.as_csv(), "model": p.model, "macs": int(m), "measured_s": float(t)}
+            for p, m, t in zip(points, FEATURES["macs"](layers), measured)]
+    folds = kfold_indices(len(points), result.folds)
+    for name, evaluation in result.evaluations.items():
+        features = feature_matrix(evaluation.fitted.spec.features, layers)
+        fitted = evaluation.fitted.predict(features)
+        index, held = held_out_predictions(evaluation.fitted.spec, features, measured, folds)
+        out_of_fold = np.full(len(points), np.nan)
+        out_of_fold[index] = held
+        for row, f, o in zip(rows, fitted, out_of_fold):
+            row.setdefault("predicted", {})[name] = {"fit": float(f), "out_of_fold": None if np.isnan(o) else float(o)}
+    return {"device": result.device, "hardware_id": result.fingerprint.get("hardware_id"),
+            "machine": runtime_summary(result.fingerprint), "fitted": fitted_table(result),
+            "points": rows, "zoo": [z.as_dict() for z in result.zoo],
+            "zoo_linear": result.zoo_linear.as_dict() if result.zoo_linear else None}
+
+
+def fit_record_path(models_dir, device: str, hardware_id: str):
+    return models_dir / "fits" / f"{device}-{hardware_id}.json"
+
+
+def save_fit_record(models_dir, result: DeviceFit, observations: Observations):
+    from cpbench.workspace.formats import write_json
+
+    record = fit_record(result, observations)
+    return write_json(fit_record_path(models_dir, result.device, record["hardware_id"] or "unknown"), record, FIT_FORMAT)
+
+
+def load_fit_record(models_dir, device: str, hardware_id: str) -> dict | None:
+    """This machine's saved fit of `device`, or None when it was never fitted here."""
+    from cpbench.workspace.formats import read_versioned
+
+    path = fit_record_path(models_dir, device, hardware_id)
+    if not path.is_file():
+        return None
+    return read_versioned(path, FIT_FORMAT, f"rerun 'cpbench fit --device {device}'")
 
 
 # ---- the profile's [fitted] table -----------------------------------------------------------------

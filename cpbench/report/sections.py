@@ -35,7 +35,7 @@ class Section:
 class Report:
     folder: Path
     sections: list[Section]
-    claims: list[list[str]]  # claim, source, measured here, holds?
+    claims: list[list[str]]  # claim, source, evidence naming its machine, holds?
 
     def as_dict(self) -> dict:
         return {"folder": str(self.folder), "index": str(self.folder / "index.html"), "markdown": str(self.folder / "report.md"),
@@ -58,14 +58,15 @@ def _us(value: float) -> str:
 
 
 def time_sections(ws, folder: Path, claims: list[list[str]]) -> list[Section]:
+    """Reads each profile's [fitted] table and this machine's saved fit record (`cpbench fit`): no refit."""
+    from cpbench.fitting.device_fit import load_fit_record
+    from cpbench.fitting.metrics import error_metrics
+    from cpbench.fitting.time_models import MODELS
     from cpbench.report import plots
-    from cpbench.fitting.metrics import error_metrics, kfold_indices
-    from cpbench.fitting.time_models import MODELS, held_out_predictions
-    from cpbench.fitting.device_fit import fit_device
-    from cpbench.family.closed_form import FEATURES, Layers, feature_matrix
-    from cpbench.fitting.observations import DEFAULT_STATISTIC, load_observations
+    from cpbench.timing.environment import fingerprint
     from cpbench.timing.profiles import loadable_profiles
 
+    here = fingerprint()["hardware_id"]
     sections = []
     for profile in loadable_profiles(ws.profiles_dir)[0]:
         name = profile.name
@@ -78,8 +79,9 @@ def time_sections(ws, folder: Path, claims: list[list[str]]) -> list[Section]:
             sections.append(section)
             continue
         fp = fitted.get("fingerprint", {})
+        origin = "measured on this machine" if fp.get("hardware_id") == here else "**another machine's reference fit, not measured here**"
         section.paragraphs.append(
-            f"Fitted {fitted.get('date')} on {fp.get('cpu', '?')} ({fp.get('logical_cores', '?')} logical cores), "
+            f"Fitted {fitted.get('date')} on {fp.get('cpu', '?')} ({fp.get('logical_cores', '?')} logical cores; {origin}), "
             f"batch {fitted.get('batch')}, {fitted.get('n')} configs, statistic: {fitted.get('statistic')} of each model's runs."
         )
         section.paragraphs.append(f"**Verdict.** {fitted.get('verdict', '')}")
@@ -99,68 +101,59 @@ def time_sections(ws, folder: Path, claims: list[list[str]]) -> list[Section]:
         if linear:
             law = fitted.get("power_law", {})
             claims.append(["run time proportional to complexity, error under 2.5 %", "paper 000",
-                           f"{name}: linear model held-out MAPE {_pct(linear['kfold']['mape'])}, t ∝ MACs^{law.get('exponent', float('nan')):.2f}",
+                           f"{name} on {fp.get('cpu', '?')}{'' if fp.get('hardware_id') == here else ' (another machine)'}: linear model held-out MAPE {_pct(linear['kfold']['mape'])}, t ∝ MACs^{law.get('exponent', float('nan')):.2f}",
                            "no" if linear["kfold"]["mape"] > 0.025 else "yes"])
-        observations = None
-        if ws.store_path.exists():
-            with ws.open_store() as store:
-                try:
-                    observations = load_observations(store, name, fitted.get("batch"), fitted.get("statistic", DEFAULT_STATISTIC))
-                except UsageError:
-                    observations = None
-        if observations is None or len(observations.family) < 8:
-            section.missing.append(f"no timings of '{name}' in this workspace to plot: run 'cpbench time --device {name}'")
+        record = load_fit_record(ws.models_dir, name, here)
+        if record is None:
+            theirs = fp.get("hardware_id")
+            where = "this machine" if theirs == here else f"another machine ({fp.get('cpu', 'unknown CPU')})"
+            section.missing.append(f"the fit above was measured on {where}; no fit of '{name}' was made here to plot: "
+                                   f"{calibration_hint(name)}")
             sections.append(section)
             continue
-        result = fit_device(observations, ["linear-rel", fitted.get("best", "layerwise")] if fitted.get("best") in MODELS else ["linear-rel"])
-        points = observations.family
-        layers = Layers.of([p.config for p in points], result.in_channels)
-        measured = np.array([p.time_s for p in points])
-        macs = FEATURES["macs"](layers)
-        folds = kfold_indices(len(points), 5)
-        curves, residuals = {}, {}
-        best_prediction = None
-        for model in result.evaluations:
-            features = feature_matrix(MODELS[model].features, layers)
-            curves[model] = (macs, result.evaluations[model].fitted.predict(features))
-            index, predicted = held_out_predictions(MODELS[model], features, measured, folds)
-            rel = np.full(len(points), np.nan)
-            rel[index] = (predicted - measured[index]) / measured[index]
-            residuals[model] = rel
-            if model == result.best:
-                best_prediction = (measured[index], predicted, error_metrics(predicted, measured[index]))
+        points = record["points"]
+        macs = np.array([p["macs"] for p in points], float)
+        measured = np.array([p["measured_s"] for p in points])
+        models = list(points[0]["predicted"]) if points else []
+        curves = {m: (macs, np.array([p["predicted"][m]["fit"] for p in points])) for m in models}
+        residuals = {}
+        for m in models:
+            held = np.array([np.nan if p["predicted"][m]["out_of_fold"] is None else p["predicted"][m]["out_of_fold"] for p in points])
+            residuals[m] = (held - measured) / measured
         zoo = {}
-        for p in observations.zoo:
-            zoo.setdefault("classic networks (zoo)", ([], []))
-            zoo["classic networks (zoo)"][0].append(p.macs)
-            zoo["classic networks (zoo)"][1].append(p.time_s)
-        zoo = {k: (np.array(v[0], float), np.array(v[1])) for k, v in zoo.items()}
+        if record.get("zoo"):
+            zoo["classic networks (zoo)"] = (np.array([z["macs"] for z in record["zoo"]], float),
+                                             np.array([z["measured_s"] for z in record["zoo"]]))
         lines = {f"{k} (line)": v for k, v in curves.items() if MODELS[k].features == ("macs",)}
-        if zoo:  # the family's line continued out to the classic networks
-            reach = np.geomspace(macs.min(), max(macs.max(), max(v[0].max() for v in zoo.values())), 50)
-            linear = result.evaluations["linear-rel"].fitted
-            lines = {"linear-rel (line)": (reach, linear.predict(reach.reshape(-1, 1)))}
         others = {f"{k} (predicted)": v for k, v in curves.items() if MODELS[k].features != ("macs",)}
+        section.paragraphs.append(f"Plots from this machine's saved fit ({record['machine'].get('cpu', 'this CPU')}, "
+                                  f"{len(points)} timed configs, runs {', '.join(record['fitted'].get('runs', []))}).")
         section.images.append(plots.time_against_macs(folder / f"time-vs-macs-{name}.png", macs, measured, lines,
-                                                      f"{name}: time against MACs (log-log)", zoo, others).name)
+                                                      f"{name}: time against MACs (log-log), this machine", zoo, others).name)
         section.images.append(plots.residuals_against_macs(folder / f"residuals-{name}.png", macs, residuals,
-                                                           f"{name}: held-out relative errors (5-fold)").name)
-        if best_prediction is not None:
-            m, pr, metrics = best_prediction
-            section.images.append(plots.predicted_vs_measured(
-                folder / f"time-predicted-vs-measured-{name}.png", m, pr,
-                f"{name}: {result.best} on held-out configs (MAPE {metrics.mape:.1%}, {metrics.within_10:.0%} within ±10 %)",
-                "time (s)", 0.10).name)
-        if result.zoo:
-            ratios = [z.ratio for z in result.zoo]
-            line = result.zoo_linear
+                                                           f"{name}: out-of-fold relative errors (5-fold), this machine").name)
+        best = record["fitted"].get("best")
+        if best in models:
+            held = residuals[best]
+            keep = ~np.isnan(held)
+            if keep.any():
+                predicted = measured[keep] * (1 + held[keep])
+                metrics = error_metrics(predicted, measured[keep])
+                section.images.append(plots.predicted_vs_measured(
+                    folder / f"time-predicted-vs-measured-{name}.png", measured[keep], predicted,
+                    f"{name}: {best} out of fold (MAPE {metrics.mape:.1%}, {metrics.within_10:.0%} within ±10 %)",
+                    "time (s)", 0.10).name)
+        zoo_points = record.get("zoo") or []
+        if zoo_points:
+            ratios = [z["measured_over_line"] for z in zoo_points]
+            line = record.get("zoo_linear")
             claims.append(["run time does not grow linearly with FLOPs for the classic networks", "paper 003",
-                           f"{name}: measured / family line {min(ratios):.2f}–{max(ratios):.2f}"
-                           + (f"; a line through the {len(ratios)} networks alone: R² {line.r2:.3f}, MAPE {line.mape:.1%}" if line else ""),
-                           "yes" if (line and line.mape > 0.05) or max(ratios) / min(ratios) > 1.2 else "no"])
+                           f"{name} on {record['machine'].get('cpu', 'this CPU')}: measured / family line {min(ratios):.2f}–{max(ratios):.2f}"
+                           + (f"; a line through the {len(ratios)} networks alone: R² {line['r2']:.3f}, MAPE {line['mape']:.1%}" if line else ""),
+                           "yes" if (line and line["mape"] > 0.05) or max(ratios) / min(ratios) > 1.2 else "no"])
             section.tables.append((["classic network", "MACs", "measured", "family line", "measured / line"],
-                                   [[z.model, f"{z.macs / 1e9:.2f} G", _us(z.measured_s), _us(z.family_line_s), f"{z.ratio:.2f}"]
-                                    for z in sorted(result.zoo, key=lambda z: z.macs)]))
+                                   [[z["model"], f"{z['macs'] / 1e9:.2f} G", _us(z["measured_s"]), _us(z["family_line_s"]),
+                                     f"{z['measured_over_line']:.2f}"] for z in sorted(zoo_points, key=lambda z: z["macs"])]))
         sections.append(section)
     return sections
 
@@ -291,7 +284,7 @@ def build_report(ws, name: str | None = None) -> Report:
     return report
 
 
-CLAIMS_HEADER = ["claim", "source", "measured here", "holds here?"]
+CLAIMS_HEADER = ["claim", "source", "evidence (and the machine it comes from)", "holds there?"]
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
