@@ -60,7 +60,7 @@ def main() -> None:
     print(f"{'device':10s} {'model':18s} {'MAPE':>7s} {'±10 %':>7s} {'±5 %':>6s} {'max':>6s}   (k-fold MAPE on the fitting set)")
     for device in args.devices:
         with holdout.open_store() as store:
-            timed = {r["device"] for r in store.runs() if r["ok"] > 0}
+            timed = {r.device for r in store.runs() if r.ok > 0}
         if device not in timed:
             cli("time", "--device", device, "-w", str(holdout.root))
         with Workspace(args.workspace).open_store() as store:

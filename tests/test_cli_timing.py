@@ -47,10 +47,17 @@ def test_time_json_schema_and_stored_run(cli, workspace):
     assert any(r["id"] == run["run_id"] and r["ok"] == 2 for r in listed)
 
 
-def test_a_broken_model_is_recorded_and_the_sweep_goes_on(cli, workspace, tmp_path):
+def test_a_model_the_runtime_cannot_run_is_recorded_and_the_sweep_goes_on(cli, workspace, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
     good = next((workspace / "models").rglob("*.onnx"))
-    broken = tmp_path / "broken.onnx"
-    broken.write_bytes(good.read_bytes()[:300])
+    graph = helper.make_graph([helper.make_node("NoSuchOp", ["x"], ["y"], domain="com.example")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.example", 1)])
+    broken = tmp_path / "unrunnable.onnx"
+    onnx.save(model, broken)  # a valid ONNX file that no runtime here can execute
     done = cli("time", "--device", "cpu-1thread", "--model", str(broken), "--model", str(good), "-w", str(workspace), "--json", *QUICK)
     assert done.returncode == 1, done.stderr
     models = json.loads(done.stdout)["models"]

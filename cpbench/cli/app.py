@@ -284,11 +284,11 @@ def runs_command(workspace: WorkspaceOption = Path("."), as_json: JsonOption = F
         with ws.open_store() as store:
             runs = store.runs()
     if as_json:
-        print_json(runs)
+        print_json([r.as_dict() for r in runs])
         return
     table = Table("run", "device", "batch", "status", "started", "ok", "failed", title=f"Timing runs in {ws.root}")
     for r in runs:
-        table.add_row(r["id"], r["device"], str(r["batch"]), r["status"], r["started_at"], str(r["ok"]), str(r["failed"]))
+        table.add_row(r.id, r.device, str(r.batch), r.status, r.started_at, str(r.ok), str(r.failed))
     out.print(table)
 
 
@@ -312,7 +312,7 @@ def compare_command(
         for run_id in (run_a, run_b):
             run = store.get_run(run_id)
             if run is None:
-                known = ", ".join(r["id"] for r in store.runs()[-5:]) or "none"
+                known = ", ".join(r.id for r in store.runs()[-5:]) or "none"
                 raise UsageError(f"no run '{run_id}' in {ws.root} (latest: {known}); see 'cpbench runs'")
             runs.append(run)
     comparison = compare_runs(*runs)

@@ -64,42 +64,42 @@ def load_observations(store, device: str, batch: int | None = None, statistic: s
                       run_ids: list[str] | None = None) -> Observations:
     """The latest measurement of each model on `device` at `batch` (default: the latest run's batch)."""
     check_choice(statistic, STATISTICS, "statistic")
-    runs = [r for r in store.runs() if r["device"] == device and r["ok"] > 0]
+    runs = [r for r in store.runs() if r.device == device and r.ok > 0]
     if run_ids:
-        unknown = sorted(set(run_ids) - {r["id"] for r in runs})
+        unknown = sorted(set(run_ids) - {r.id for r in runs})
         if unknown:
             raise UsageError(f"no run {unknown[0]!r} with measurements on device '{device}'; list runs with 'cpbench runs'")
-        runs = [r for r in runs if r["id"] in run_ids]
+        runs = [r for r in runs if r.id in run_ids]
     if not runs:
         raise UsageError(
             f"device '{device}' was never timed in this workspace; {calibration_hint(device)}"
         )
     if batch is None:
-        batch = runs[-1]["batch"]
-    runs = [r for r in runs if r["batch"] == batch]
+        batch = runs[-1].batch
+    runs = [r for r in runs if r.batch == batch]
     if not runs:
         raise UsageError(f"device '{device}' was never timed at batch {batch}; run 'cpbench time --device {device} --batch {batch}'")
     latest: dict[str, Observation] = {}
     fingerprint: dict = {}
     for summary in runs:  # oldest first, so a later measurement of a model replaces an earlier one
-        run = store.get_run(summary["id"])
-        fingerprint = run["fingerprint"]
-        for m in run["measurements"]:
-            if m["status"] != "ok" or not m["times"]:
+        run = store.get_run(summary.id)
+        fingerprint = run.fingerprint
+        for m in run.measurements:
+            if m.status != "ok" or not m.times:
                 continue
-            record = store.get_model(m["model"])
-            point = Observation(m["model"], record.kind if record else "file", STATISTICS[statistic](np.asarray(m["times"])),
-                                m["macs"], run["id"])
+            record = store.get_model(m.model)
+            point = Observation(m.model, record.kind if record else "file", STATISTICS[statistic](np.asarray(m.times)),
+                                m.macs, run.id)
             if record is not None:
                 point.dataset = record.dataset
                 point.space = record.space
                 point.in_channels = int(record.input_shape[0])
                 if record.kind == "family" and record.config_id:
                     point.config = Config.parse(record.config_id)
-            latest[m["model"]] = point
+            latest[m.model] = point
     return Observations(
-        device, batch, statistic, list(latest.values()), runs=[r["id"] for r in runs],
-        hardware_ids=sorted({r["hardware_id"] for r in runs}), fingerprint=fingerprint,
+        device, batch, statistic, list(latest.values()), runs=[r.id for r in runs],
+        hardware_ids=sorted({r.hardware_id for r in runs}), fingerprint=fingerprint,
     )
 
 

@@ -4,11 +4,15 @@ and the geometric mean of the ratios (pyperf's compare_to, in spirit)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from scipy import stats
 
 from cpbench.errors import UsageError
 from cpbench.timing.protocol import geometric_mean
+
+if TYPE_CHECKING:
+    from cpbench.workspace.store import RunRecord
 
 ALPHA = 0.05
 
@@ -41,24 +45,24 @@ class RunComparison:
         return {**asdict(self), "models": [m.as_dict() for m in self.models]}
 
 
-def compare_runs(run_a: dict, run_b: dict) -> RunComparison:
+def compare_runs(run_a: "RunRecord", run_b: "RunRecord") -> RunComparison:
     """Runs as returned by Store.get_run; models are matched by name, failed ones left out."""
-    ok_a = {m["model"]: m for m in run_a["measurements"] if m["status"] == "ok"}
-    ok_b = {m["model"]: m for m in run_b["measurements"] if m["status"] == "ok"}
+    ok_a = {m.model: m for m in run_a.measurements if m.status == "ok"}
+    ok_b = {m.model: m for m in run_b.measurements if m.status == "ok"}
     shared = [name for name in ok_a if name in ok_b]
     if not shared:
-        raise UsageError(f"runs {run_a['id']} and {run_b['id']} have no successfully timed model in common")
+        raise UsageError(f"runs {run_a.id} and {run_b.id} have no successfully timed model in common")
     models = []
     for name in shared:
         a, b = ok_a[name], ok_b[name]
-        ratio = b["median_s"] / a["median_s"]
-        p_value = float(stats.mannwhitneyu(a["times"], b["times"], alternative="two-sided").pvalue)
+        ratio = b.median_s / a.median_s
+        p_value = float(stats.mannwhitneyu(a.times, b.times, alternative="two-sided").pvalue)
         significant = p_value < ALPHA
         verdict = "same" if not significant else ("slower" if ratio > 1 else "faster")
-        models.append(ModelComparison(name, a["median_s"], b["median_s"], ratio, p_value, significant, verdict))
+        models.append(ModelComparison(name, a.median_s, b.median_s, ratio, p_value, significant, verdict))
     return RunComparison(
-        run_a=run_a["id"], run_b=run_b["id"], models=models,
+        run_a=run_a.id, run_b=run_b.id, models=models,
         geometric_mean_ratio=geometric_mean([m.ratio for m in models]),
         only_in_a=[n for n in ok_a if n not in ok_b], only_in_b=[n for n in ok_b if n not in ok_a],
-        same_hardware=run_a["hardware_id"] == run_b["hardware_id"],
+        same_hardware=run_a.hardware_id == run_b.hardware_id,
     )

@@ -174,6 +174,76 @@ class ModelRecord:
         self.counts = count.as_dict(layers=True)
 
 
+@dataclass(frozen=True)
+class RunSummary:
+    """One timing run as listed: what ran, where, and how many models it measured."""
+
+    id: str
+    device: str
+    batch: int
+    status: str  # running | done | interrupted
+    started_at: str
+    hardware_id: str
+    ok: int
+    failed: int
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class MeasurementRecord:
+    """One model's measurement in a run, as read back from the store."""
+
+    model: str
+    batch: int
+    status: str  # ok | failed
+    file: str | None = None
+    sha256: str | None = None
+    macs: int | None = None
+    error: str | None = None
+    load_s: float | None = None
+    first_s: float | None = None
+    warmup_runs: int | None = None
+    n: int | None = None
+    median_s: float | None = None
+    mean_s: float | None = None
+    stdev_pct: float | None = None
+    p90_s: float | None = None
+    p99_s: float | None = None
+    min_s: float | None = None
+    max_s: float | None = None
+    iqr_s: float | None = None
+    median_ci_low_s: float | None = None
+    median_ci_high_s: float | None = None
+    throughput_ips: float | None = None
+    warnings: list | None = None
+    runtime: dict | None = None
+    times: list[float] | None = None
+    rounds: list[dict] | None = None
+
+
+@dataclass
+class RunRecord:
+    """A timing run with its profile, fingerprint and measurements, as read back from the store."""
+
+    id: str
+    device: str
+    profile: dict
+    batch: int
+    fingerprint: dict
+    hardware_id: str
+    status: str
+    started_at: str
+    finished_at: str | None
+    cpbench_version: str
+    measurements: list[MeasurementRecord] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {**{k: v for k, v in self.__dict__.items() if k != "measurements"},
+                "measurements": [dict(m.__dict__) for m in self.measurements]}
+
+
 def default_space(dataset: str) -> str:
     """The one rule for a dataset's search space when none was chosen: FashionMNIST's own, else
     paper 000's LFW space (64 x 64 inputs), which image folders are planned on."""
@@ -330,28 +400,33 @@ class Store:
                 f"INSERT OR REPLACE INTO measurements ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})", row
             )
 
-    def runs(self) -> list[dict]:
+    def runs(self) -> list["RunSummary"]:
         rows = self.db.execute(
             "SELECT r.id, r.device, r.batch, r.status, r.started_at, r.hardware_id,"
             " (SELECT count(*) FROM measurements m WHERE m.run_id = r.id AND m.status = 'ok') AS ok,"
             " (SELECT count(*) FROM measurements m WHERE m.run_id = r.id AND m.status != 'ok') AS failed"
             " FROM runs r ORDER BY r.started_at, r.id"
         )
-        return [dict(row) for row in rows]
+        return [RunSummary(**dict(row)) for row in rows]
 
-    def get_run(self, run_id: str) -> dict | None:
+    def get_run(self, run_id: str) -> "RunRecord | None":
         row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             return None
         run = dict(row)
-        run["profile"], run["fingerprint"] = json.loads(run["profile"]), json.loads(run["fingerprint"])
-        run["measurements"] = []
-        for m in self.db.execute("SELECT * FROM measurements WHERE run_id = ? ORDER BY rowid", (run_id,)):
-            m = dict(m)
-            for key in ("warnings", "runtime", "times", "rounds"):
-                m[key] = json.loads(m[key]) if m[key] else None
-            run["measurements"].append(m)
-        return run
+        try:
+            run["profile"], run["fingerprint"] = json.loads(run["profile"]), json.loads(run["fingerprint"])
+            measurements = []
+            for m in self.db.execute("SELECT * FROM measurements WHERE run_id = ? ORDER BY rowid", (run_id,)):
+                m = dict(m)
+                for key in ("warnings", "runtime", "times", "rounds"):
+                    m[key] = json.loads(m[key]) if m[key] else None
+                m.pop("run_id")
+                measurements.append(MeasurementRecord(**m))
+        except ValueError:
+            raise UsageError(f"the store's run {run_id!r} holds invalid JSON; restore the store from a copy or "
+                             "time the device again") from None
+        return RunRecord(**run, measurements=measurements)
 
     def close(self) -> None:
         self.db.close()
