@@ -67,3 +67,11 @@ def test_an_unexpected_error_is_one_line_with_a_way_to_see_the_traceback(tmp_pat
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "CPBENCH_DEBUG": ""})
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "internal error" in done.stderr and "CPBENCH_DEBUG=1" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_fitted_table_of_an_unknown_format_is_refused(cli, tmp_path):
+    folder = _profiles(tmp_path)
+    text = (SHIPPED / "cpu.toml").read_text().replace("[fitted]\nformat = 1\n", "[fitted]\nformat = 99\n")
+    (folder / "future.toml").write_text(text)
+    assert_one_line_error(cli("predict", "--device", "future", "--config", "8,12,3,1", "-w", str(tmp_path)),
+                          "format 99", "upgrade cpbench")

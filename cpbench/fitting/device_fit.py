@@ -172,6 +172,7 @@ def _add_zoo(result: DeviceFit, observations: Observations, linear: Evaluation |
 # ---- the fit's full record: what the report reads instead of fitting again -----------------------
 
 FIT_FORMAT = 1
+FITTED_FORMAT = 1  # of the [fitted] table in a profile
 
 
 def fit_record(result: DeviceFit, observations: Observations) -> dict:
@@ -237,7 +238,7 @@ def fitted_table(result: DeviceFit) -> dict:
             entry["normalised_to_baseline"] = normalised
         models[name] = entry
     table = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpbench_version": __version__,
+        "format": FITTED_FORMAT, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpbench_version": __version__,
         "batch": result.batch, "statistic": result.statistic, "n": result.n, "in_channels": result.in_channels,
         "best": result.best, "verdict": result.verdict, "baseline": result.baseline.as_csv(),
         "baseline_time_s": result.baseline_time_s, "runs": result.runs,
@@ -285,9 +286,12 @@ def predictor_from_profile(profile, model: str | None = None) -> TimePredictor:
 
 
 def _predictor_from_profile(profile, model: str | None = None) -> TimePredictor:
+    from cpbench.workspace.formats import check_format
+
     fitted = profile.fitted
     if not fitted or "models" not in fitted:
         raise UsageError(f"profile '{profile.name}' has no fitted time model; {calibration_hint(profile.name)}")
+    check_format(fitted, FITTED_FORMAT, f"the [fitted] table of profile '{profile.name}'", f"rerun 'cpbench fit --device {profile.name}'")
     name = model or fitted.get("best")
     entry = fitted["models"].get(name)
     if entry is None:
