@@ -107,7 +107,9 @@ def make_image_folder(root, classes=("female", "male"), per_class=10, size=20):
 def test_image_folder_is_split_and_resized(tmp_path):
     root = make_image_folder(tmp_path / "lfw")
     spec = DatasetSpec.parse(f"imagefolder:{root}")
-    assert spec.slug == "imagefolder-lfw"
+    assert spec.slug.startswith("imagefolder-lfw-") and len(spec.slug) == len("imagefolder-lfw-") + 8
+    other = make_image_folder(tmp_path / "elsewhere" / "lfw", per_class=6)  # same name, other data
+    assert DatasetSpec.parse(f"imagefolder:{other}").slug != spec.slug
     assert dataset_shape(spec) == (3, 2)
     data = prepare(spec, 8)
     assert data.x_train.shape == (16, 3, 8, 8) and data.x_test.shape == (4, 3, 8, 8)

@@ -6,6 +6,8 @@ the training set's mean and std at that size; the normalisation travels with eve
 
 from __future__ import annotations
 
+import hashlib
+
 import gzip
 import os
 import random
@@ -39,6 +41,15 @@ IMAGE_FOLDER_TEST_SHARE = 0.2
 IMAGE_FOLDER_SPLIT_SEED = 0
 
 
+@lru_cache(maxsize=16)
+def folder_identity(path: Path) -> str:
+    """sha256 of an image folder's resolved path and its files' relative names and sizes."""
+    digest = hashlib.sha256(str(path.resolve()).encode())
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path)}\0{file.stat().st_size}\n".encode())
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """What the user asked for: 'fashionmnist' or 'imagefolder:PATH'."""
@@ -63,15 +74,13 @@ class DatasetSpec:
 
     @property
     def slug(self) -> str:
-        """Short name used in model names and file paths."""
+        """Short name used in model names and file paths: for an image folder its name and a hash
+        of what it is (resolved path, file names and sizes), so two folders of one name never share models."""
         if self.kind == "fashionmnist":
             return "fashionmnist"
         assert self.path is not None
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in self.path.name)
-        return f"imagefolder-{safe}"
-
-    def describe(self) -> str:
-        return self.kind if self.path is None else f"{self.kind}:{self.path}"
+        return f"imagefolder-{safe}-{folder_identity(self.path)[:8]}"
 
 
 @dataclass

@@ -237,11 +237,13 @@ def run_family_job(job: ExportJob, observer: SweepObserver | None = None) -> Job
 
 
 def commit_job(workspace: Workspace, store: Store, job: Job, result: JobResult) -> ModelRecord:
-    """Write the file atomically, then commit its row: the only place the workspace changes."""
-    write_atomically(workspace.root / job.relative_file, result.exported.data)
+    """Write the file atomically, then commit its row: the only place the workspace changes. Under
+    the workspace lock, so the row and the file always come from the same process."""
     record = job.to_record(result)
     record.set_counts(result.count)
-    store.put_model(record)
+    with workspace.lock():
+        write_atomically(workspace.root / job.relative_file, result.exported.data)
+        store.put_model(record)
     return record
 
 

@@ -95,7 +95,7 @@ MODELS: dict[str, PrecisionModelSpec] = {
         _exp_spec("eq6", PARAMS, "paper 000 eq. (6): the integrated model over f, s, k, l"),
         PrecisionModelSpec(
             "saturating", PARAMS,
-            ("p_max",) + tuple(f"a_{p}" for p in PARAMS) + tuple(f"b_{p}" for p in PARAMS) + ("c_width", "d_width"),
+            ("p_max",) + tuple(f"a_{p}" for p in PARAMS) + tuple(f"b_{p}" for p in PARAMS) + ("c_volume", "d_volume"),
             _saturating, (0.0,) * 11, (1.0,) + (5.0,) * 4 + (1000.0,) * 4 + (5.0, 1000.0),
             "saturating, bounded and monotone: p_max - sum_j a_j / (1 + b_j x_j) - c / (1 + d f s^2), all >= 0",
             _saturating_start,
@@ -116,6 +116,13 @@ class PrecisionFit:
 
     def coefficients(self) -> dict[str, float]:
         return {name: float(v) for name, v in zip(self.spec.parameters, self.theta)}
+
+    def on_bounds(self, tolerance: float = 1e-6) -> list[str]:
+        """The parameters the fit pushed to a bound: the data do not pin them down."""
+        lower, upper = np.array(self.spec.lower), np.array(self.spec.upper)
+        scale = np.maximum(1.0, np.abs(upper - lower))
+        hit = (np.abs(self.theta - lower) <= tolerance * scale) | (np.abs(self.theta - upper) <= tolerance * scale)
+        return [name for name, h in zip(self.spec.parameters, hit) if h]
 
 
 def fit_precision_model(spec: PrecisionModelSpec, x: np.ndarray, p: np.ndarray, seed: int = 0,
@@ -183,7 +190,7 @@ class PrecisionEvaluation:
     def as_dict(self) -> dict:
         return {
             "model": self.name, "description": self.description, "uses": list(self.fit.spec.uses), "n": self.used,
-            "coefficients": self.fit.coefficients(), "fit_set": self.fit_set.as_dict(),
+            "coefficients": self.fit.coefficients(), "on_bounds": self.fit.on_bounds(), "fit_set": self.fit_set.as_dict(),
             "held_out": self.held_out.as_dict() if self.held_out else None, "held_out_kind": self.held_out_kind,
             "held_out_region": self.held_out_region.as_dict() if self.held_out_region else None,
             "kfold": self.kfold.as_dict() if self.kfold else None,

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from cpbench.counting.count import GraphCount
 
 STORE_NAME = "cpbench.sqlite"
+LOCK_NAME = ".cpbench.lock"
 
 MIGRATIONS: list[str] = [
     # 1: models
@@ -295,10 +296,37 @@ class Workspace:
             ) from None
 
     def open_store(self) -> "Store":
-        return Store(self.store_path)
+        path = self.store_path
+        if path.exists() and path.stat().st_size == 0 and self.models_dir.is_dir() and any(self.models_dir.rglob("*.onnx")):
+            raise UsageError(f"{path} is empty but {self.models_dir} holds model files; restore the store from a copy, "
+                             "or move models/ away to start a new workspace (nothing was changed)")
+        return Store(path)
 
-    def relative(self, path: Path) -> str:
-        return os.path.relpath(path, self.root)
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """An advisory lock on the workspace, held while a model's file is replaced and its row
+        committed, so two processes exporting one model never leave one's row beside the other's file."""
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / LOCK_NAME, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _statements(script: str) -> list[str]:
+    """The SQL statements of a migration script, one by one (executescript would commit on its own)."""
+    out, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                out.append(buffer.strip())
+            buffer = ""
+    return out
 
 
 class Store:
@@ -306,28 +334,68 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        writable = os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+        self.read_only = path.exists() and not writable
         try:
-            self.db = sqlite3.connect(path, timeout=30)
+            if self.read_only:  # a read-only workspace stays readable; nothing is written, not even the journal mode
+                self.db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, timeout=30)
+            else:
+                self.db = sqlite3.connect(path, timeout=30)
         except sqlite3.OperationalError as exc:
-            raise UsageError(f"cannot open the store {path} ({exc}); pass --workspace DIR with a folder you can write to") from None
+            raise UsageError(f"cannot open the store {path} ({exc}); check its permissions or pass --workspace DIR") from None
         self.db.row_factory = sqlite3.Row
         try:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
+            if not self.read_only:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "readonly" in str(exc) or "unable to open" in str(exc):
+                raise UsageError(f"cannot open or lock the store {path} ({exc}); it is intact: retry, or check who holds it") from None
+            raise UsageError(f"{path} is not a cpbench store ({exc}); move it away or pick another --workspace") from None
         except sqlite3.DatabaseError as exc:
             raise UsageError(f"{path} is not a cpbench store ({exc}); move it away or pick another --workspace") from None
 
+    def _version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
     def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        """Checked before anything is written; migrations run in one immediate transaction that reads
+        the version again, so processes opening a new workspace at once create it exactly once."""
+        version = self._version()
         if version > SCHEMA_VERSION:
             raise UsageError(
                 f"{self.path} has schema version {version}, newer than this cpbench ({SCHEMA_VERSION}); upgrade cpbench"
             )
-        for number in range(version, SCHEMA_VERSION):
-            with self.transaction():
-                self.db.executescript("BEGIN;" + MIGRATIONS[number])
-                self.db.execute(f"PRAGMA user_version = {number + 1}")
+        if version == SCHEMA_VERSION:
+            self._check_tables()
+            return
+        if self.read_only:
+            raise UsageError(f"{self.path} needs a schema upgrade ({version} -> {SCHEMA_VERSION}) but is read-only; "
+                             "make the workspace writable once, or copy it")
+        self.db.isolation_level = None  # manual transactions: BEGIN IMMEDIATE takes the write lock at once
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                version = self._version()
+                for number in range(version, SCHEMA_VERSION):
+                    for statement in _statements(MIGRATIONS[number]):
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        finally:
+            self.db.isolation_level = ""
+        self._check_tables()
+
+    def _check_tables(self) -> None:
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        missing = {"models", "runs", "measurements"} - tables
+        if missing:
+            raise UsageError(f"{self.path} has a schema version but no {', '.join(sorted(missing))} table; it is not a cpbench "
+                             "store: move it away or pick another --workspace")
 
     @property
     def schema_version(self) -> int:

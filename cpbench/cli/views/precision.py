@@ -43,6 +43,9 @@ def precision_study_view(result, written: str | None) -> Group:
         lines.append(f"where P ≥ {REGION:.2f}: MAE {_points(best.held_out_region.mae)} points = {ratio:.2f} × the seed sd")
     coefs = ", ".join(f"{k}={v:.4g}" for k, v in best.fit.coefficients().items())
     lines.append(f"[dim]{result.best}: {coefs}[/]")
+    bounded = best.fit.on_bounds()
+    if bounded:
+        lines.append(f"[dim]on their bounds (not pinned down by the data): {', '.join(bounded)}[/]")
     lines += [f"[dim]not fitted: {s}[/]" for s in result.skipped]
     if written:
         lines.append(f"written to {written}")
