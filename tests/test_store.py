@@ -101,3 +101,18 @@ def test_a_read_only_workspace_is_readable_and_an_empty_store_beside_models_is_r
     store.write_bytes(b"")
     with pytest.raises(UsageError, match="empty but .* holds model files"):
         Workspace(ws).open_store()
+
+
+def test_a_run_whose_process_died_shows_as_interrupted(tmp_path):
+    import subprocess
+    import sys
+
+    from cpbench.workspace.store import Store
+
+    path = tmp_path / "cpbench.sqlite"
+    with Store(path) as store:
+        store.db.execute("INSERT INTO runs (id, device, profile, batch, fingerprint, hardware_id, status, started_at, cpbench_version, owner)"
+                         " VALUES ('r1', 'cpu', '{}', 1, '{}', 'h', 'running', '2026-01-01', 'x', ?)",
+                         (f"{__import__('socket').gethostname()}:{subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True).stdout.strip()}",))
+        store.db.commit()
+        assert store.runs()[0].status == "interrupted" and store.get_run("r1").status == "interrupted"

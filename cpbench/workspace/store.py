@@ -105,6 +105,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE models ADD COLUMN space TEXT;
     UPDATE models SET space = CASE WHEN dataset = 'fashionmnist' THEN 'fashionmnist' ELSE 'lfw' END WHERE kind = 'family';
     """,
+    # 5: which process and host run a timing run, so one whose process died shows as interrupted
+    """
+    ALTER TABLE runs ADD COLUMN owner TEXT;   -- "host:pid" of the process measuring it
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -317,6 +321,30 @@ class Workspace:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _owner() -> str:
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(owner: str | None) -> bool:
+    """Whether the process that owns a run still lives (on another host: assumed so)."""
+    import socket
+
+    if not owner or ":" not in owner:
+        return True
+    host, pid = owner.rsplit(":", 1)
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
 def _statements(script: str) -> list[str]:
     """The SQL statements of a migration script, one by one (executescript would commit on its own)."""
     out, buffer = [], ""
@@ -435,10 +463,10 @@ class Store:
     def start_run(self, run) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO runs (id, device, profile, batch, fingerprint, hardware_id, status, started_at, cpbench_version)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (id, device, profile, batch, fingerprint, hardware_id, status, started_at, cpbench_version, owner)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run.id, run.device, json.dumps(run.profile.as_dict()), run.profile.batch, json.dumps(run.fingerprint),
-                 run.fingerprint["hardware_id"], run.status, run.started_at, run.fingerprint["cpbench"]),
+                 run.fingerprint["hardware_id"], run.status, run.started_at, run.fingerprint["cpbench"], _owner()),
             )
 
     def finish_run(self, run) -> None:
@@ -470,18 +498,28 @@ class Store:
 
     def runs(self) -> list["RunSummary"]:
         rows = self.db.execute(
-            "SELECT r.id, r.device, r.batch, r.status, r.started_at, r.hardware_id,"
+            "SELECT r.id, r.device, r.batch, r.status, r.started_at, r.hardware_id, r.owner,"
             " (SELECT count(*) FROM measurements m WHERE m.run_id = r.id AND m.status = 'ok') AS ok,"
             " (SELECT count(*) FROM measurements m WHERE m.run_id = r.id AND m.status != 'ok') AS failed"
             " FROM runs r ORDER BY r.started_at, r.id"
         )
-        return [RunSummary(**dict(row)) for row in rows]
+        out = []
+        for row in rows:
+            values = dict(row)
+            owner = values.pop("owner")
+            if values["status"] == "running" and not _alive(owner):
+                values["status"] = "interrupted"  # its process is gone (kill -9, a crash): it will never finish
+            out.append(RunSummary(**values))
+        return out
 
     def get_run(self, run_id: str) -> "RunRecord | None":
         row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             return None
         run = dict(row)
+        if run["status"] == "running" and not _alive(run.get("owner")):
+            run["status"] = "interrupted"
+        run.pop("owner", None)
         try:
             run["profile"], run["fingerprint"] = json.loads(run["profile"]), json.loads(run["fingerprint"])
             measurements = []
