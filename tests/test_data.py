@@ -125,3 +125,25 @@ def test_image_folder_errors(tmp_path):
         dataset_shape(DatasetSpec.parse(f"imagefolder:{tmp_path / 'one'}"))
     with pytest.raises(UsageError, match="unknown dataset"):
         DatasetSpec.parse("cifar10")
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("header", "header cut short"),
+    ("swapped", "images and labels swapped"),
+    ("labels", "labels up to 12"),
+])
+def test_corrupt_fashionmnist_files_are_named_with_what_is_wrong(tmp_path, cli, damage, message):
+    from test_cli import assert_one_line_error
+
+    folder = fake_fashion(tmp_path / "data", compress=False)
+    images, labels = folder / FASHION_FILES["train_images"], folder / FASHION_FILES["train_labels"]
+    if damage == "header":
+        images.write_bytes(images.read_bytes()[:9])
+    elif damage == "swapped":
+        blob = images.read_bytes()
+        images.write_bytes(labels.read_bytes())
+        labels.write_bytes(blob)
+    else:
+        write_idx(labels, (np.arange(40) % 13), compress=False)
+    done = cli("export", "--config", "4,12,3,1", "--epochs", "1", "--data-dir", str(folder), "-w", str(tmp_path / "ws"))
+    assert_one_line_error(done, message)

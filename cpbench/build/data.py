@@ -172,6 +172,8 @@ def read_idx(path: Path) -> np.ndarray:
     if len(blob) < 4 or blob[0:2] != b"\x00\x00" or blob[2] != 0x08:
         raise UsageError(f"{path} is not an unsigned-byte IDX file; replace it with a fresh copy")
     ndim = blob[3]
+    if ndim == 0 or len(blob) < 4 + 4 * ndim:
+        raise UsageError(f"{path} has a header cut short ({len(blob)} bytes for {ndim} dimensions); replace it with a fresh copy")
     dims = struct.unpack(">" + "I" * ndim, blob[4 : 4 + 4 * ndim])
     payload = np.frombuffer(blob, dtype=np.uint8, offset=4 + 4 * ndim)
     if payload.size != int(np.prod(dims)):
@@ -181,10 +183,20 @@ def read_idx(path: Path) -> np.ndarray:
 
 def _load_fashion_split(folder: Path, train: bool) -> RawSplit:
     prefix = "train" if train else "test"
-    images = read_idx(_idx_file(folder, FASHION_FILES[f"{prefix}_images"]))  # type: ignore[arg-type]
-    labels = read_idx(_idx_file(folder, FASHION_FILES[f"{prefix}_labels"]))  # type: ignore[arg-type]
+    images_path = _idx_file(folder, FASHION_FILES[f"{prefix}_images"])
+    labels_path = _idx_file(folder, FASHION_FILES[f"{prefix}_labels"])
+    images = read_idx(images_path)  # type: ignore[arg-type]
+    labels = read_idx(labels_path)  # type: ignore[arg-type]
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise UsageError(f"{images_path} holds an array of shape {images.shape}, not N x 28 x 28 images "
+                         "(images and labels swapped?); replace it with a fresh copy")
+    if labels.ndim != 1:
+        raise UsageError(f"{labels_path} holds an array of shape {labels.shape}, not N labels "
+                         "(images and labels swapped?); replace it with a fresh copy")
     if len(images) != len(labels):
-        raise UsageError(f"FashionMNIST in {folder} has {len(images)} images but {len(labels)} labels")
+        raise UsageError(f"FashionMNIST in {folder} has {len(images)} images but {len(labels)} labels; replace the files")
+    if labels.size and int(labels.max()) > 9:
+        raise UsageError(f"{labels_path} has labels up to {int(labels.max())}; FashionMNIST has classes 0-9: replace it")
     return RawSplit(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
 
 
@@ -282,6 +294,10 @@ def load_raw(spec: DatasetSpec, size: int, data_dir: Path | None = None) -> tupl
         test, test_classes = _load_image_folder(test_root, size)
         if test_classes != classes:
             raise UsageError(f"{test_root} and {train_root} have different class folders; make them match")
+    counts = np.bincount(train.labels.numpy(), minlength=len(classes))
+    if len(test.labels) == 0 or counts.min() < 1 or len(train.labels) < 2:
+        raise UsageError(f"image folder {spec.path} is too small to train and test on ({int(counts.min())} training image(s) "
+                         "in its smallest class after the test split); give each class at least 2 images")
     return train, test, classes, str(spec.path)
 
 

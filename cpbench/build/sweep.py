@@ -259,11 +259,15 @@ def already_done(workspace: Workspace, store: Store, job: Job) -> ModelRecord | 
 
 
 def check_inputs(jobs: list[Job]) -> None:
-    """Fail before any work when a dataset that training needs is missing."""
+    """Fail before any work when a dataset that training needs is missing or corrupt: each one is
+    read once here (the read is cached, so the first job pays nothing more)."""
+    checked = set()
     for job in jobs:
-        if isinstance(job, ExportJob) and job.recipe is not None and job.dataset.kind == "fashionmnist":
-            locate_fashion_mnist(job.data_dir)
-            return
+        if isinstance(job, ExportJob) and job.recipe is not None and (job.dataset, job.data_dir) not in checked:
+            if job.dataset.kind == "fashionmnist":
+                locate_fashion_mnist(job.data_dir)
+            prepare(job.dataset, job.config.s, job.data_dir)
+            checked.add((job.dataset, job.data_dir))
 
 
 @dataclass
