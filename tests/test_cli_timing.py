@@ -88,7 +88,7 @@ def test_rounds_measure_every_model_again_in_later_passes(cli, workspace):
 def test_compare_two_runs(cli, workspace):
     ids = []
     for _ in range(2):
-        done = cli("time", "--device", "cpu-1thread", "-w", str(workspace), "--json", *QUICK)
+        done = cli("time", "--device", "cpu-1thread", "--rounds", "3", "-w", str(workspace), "--json", *QUICK)
         ids.append(json.loads(done.stdout)["run_id"])
     result = cli("compare", *ids, "-w", str(workspace), "--json")
     assert result.returncode == 0, result.stderr
@@ -97,6 +97,9 @@ def test_compare_two_runs(cli, workspace):
     for model in comparison["models"]:
         assert model["ratio"] == pytest.approx(model["median_b_s"] / model["median_a_s"])
         assert 0 <= model["p_value"] <= 1 and model["verdict"] in ("faster", "slower", "same")
+        assert model["rounds_a"] == model["rounds_b"] == 3
+        if abs(model["ratio"] - 1) < 0.03:
+            assert model["verdict"] == "same"  # under the effect-size threshold, whatever the p-value
     assert comparison["geometric_mean_ratio"] > 0
     table = cli("compare", *ids, "-w", str(workspace))
     assert "geometric mean" in table.stdout

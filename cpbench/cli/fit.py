@@ -119,9 +119,11 @@ def predict_command(
         for c, m, t, lo, hi in zip(configs, macs, seconds, low, high)
     ]
     mismatch = hardware_mismatch(profile.fitted, fingerprint()["hardware_id"])
+    coverage = (predictor.fitted.get("selection_honest") or {}).get("interval_coverage")
     if as_json:
         print_json({"device": profile.name, "model": predictor.model.spec.name, "statistic": predictor.fitted.get("statistic"),
-                    "predictions": rows, "warning": mismatch})
+                    "predictions": rows, "interval_coverage": coverage, "warning": mismatch,
+                    "measured_on": (predictor.fitted.get("fingerprint") or {}).get("cpu")})
         return
     table = Table(title=f"Predicted time ({predictor.statistic} of runs) on '{profile.name}' "
                         f"({predictor.model.spec.name}, batch {predictor.fitted.get('batch')})")
@@ -131,6 +133,9 @@ def predict_command(
         table.add_row(r["config"], fmt_macs(r["macs"]), fmt_seconds(r["predicted_s"]),
                       f"{fmt_seconds(r['low_s'])} – {fmt_seconds(r['high_s'])}",
                       "-" if r["relative_to_baseline"] is None else f"{r['relative_to_baseline']:.3f}")
+    table.caption = ("predictions, not measurements; " + (
+        f"the 95 % interval held {coverage:.0%} of held-out configs (nested k-fold)" if coverage is not None
+        else "interval coverage not measured for this fit (refit with this cpbench)"))
     out.print(table)
     if mismatch:
         err.print(f"warning: {mismatch}; {calibration_hint(profile.name)}")

@@ -16,7 +16,7 @@ from cpbench import __version__
 from cpbench.fitting.time_models import (
     held_out_predictions,
     LINEAR, MODELS, ErrorMetrics, Evaluation, FittedModel, NestedTest, PowerLaw, TimeModelSpec, error_metrics,
-    evaluate, fit_model, nested_f_test, power_law, verdict,
+    SelectionHonest, evaluate, fit_model, nested_f_test, power_law, selection_honest, verdict,
 )
 from cpbench.family.config import Config
 from cpbench.workspace.store import space_of
@@ -69,6 +69,7 @@ class DeviceFit:
     zoo: list[ZooPoint] = field(default_factory=list)
     zoo_linear: ErrorMetrics | None = None  # a line through the zoo alone, judged on its own points
     warnings: list[str] = field(default_factory=list)
+    selection: SelectionHonest | None = None  # the best model's error and interval coverage, from configs that did not choose it
 
     def normalised(self, name: str) -> dict[str, float] | None:
         """A linear model relative to the baseline (baseline = 1.0), as paper 000 reports eq. (1)."""
@@ -88,11 +89,21 @@ class DeviceFit:
             "models": {k: {**e.as_dict(), "normalised": self.normalised(k)} for k, e in self.evaluations.items()},
             "zoo": [z.as_dict() for z in self.zoo], "zoo_linear": self.zoo_linear.as_dict() if self.zoo_linear else None,
             "runs": self.runs, "hardware_ids": self.hardware_ids, "warnings": self.warnings,
+            "selection_honest": self.selection.as_dict() if self.selection else None,
         }
 
 
+def one_per_config(points: list) -> list:
+    """One point per config (the latest measured): a trained and an untrained copy of one config
+    must not fall on both sides of a fold, which would judge a model on a config it has seen."""
+    latest = {}
+    for p in points:
+        latest[p.config] = p
+    return list(latest.values())
+
+
 def fit_device(observations: Observations, models: list[str] | None = None, folds: int = 5, seed: int = 0) -> DeviceFit:
-    points = observations.family
+    points = one_per_config(observations.family)
     if len(points) < MIN_POINTS:
         raise UsageError(
             f"too few timed family configs on '{observations.device}': {len(points)}, need at least {MIN_POINTS}; "
@@ -140,7 +151,9 @@ def fit_device(observations: Observations, models: list[str] | None = None, fold
         f_test, "", baseline, baseline_time, bool(measured_baseline), in_channels, folds, observations.fingerprint,
         observations.runs, observations.hardware_ids,
     )
-    result.verdict = verdict(observations.device, observations.batch, law, f_test, evaluations["linear-rel"], best)
+    result.selection = selection_honest([MODELS[n] for n in evaluations], columns, times, folds, seed)
+    result.verdict = verdict(observations.device, observations.batch, law, f_test, evaluations["linear-rel"], best,
+                             result.selection.errors if result.selection else None)
     result.warnings.extend(skipped)
     if len(observations.hardware_ids) > 1:
         result.warnings.append(
@@ -247,6 +260,10 @@ def fitted_table(result: DeviceFit) -> dict:
     }
     if result.f_test:
         table["f_test"] = result.f_test.as_dict()
+    if result.selection:
+        table["selection_honest"] = {"mape": result.selection.errors.mape, "within_10": result.selection.errors.within_10,
+                                     "max_ape": result.selection.errors.max_ape,
+                                     "interval_coverage": result.selection.interval_coverage, "kind": "nested k-fold"}
     return table
 
 

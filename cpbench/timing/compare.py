@@ -1,11 +1,14 @@
-"""Compare two timing runs model by model: ratio of medians, a Mann-Whitney U test on the raw runs,
-and the geometric mean of the ratios (pyperf's compare_to, in spirit)."""
+"""Compare two timing runs model by model: ratio of medians, a test on the per-round medians (the
+independent repeats: thousands of inferences inside one process are not independent samples), an
+effect-size threshold below which a difference is called 'same', and the geometric mean of the
+ratios (pyperf's compare_to, in spirit)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 from scipy import stats
 
 from cpbench.errors import UsageError
@@ -15,6 +18,7 @@ if TYPE_CHECKING:
     from cpbench.workspace.store import RunRecord
 
 ALPHA = 0.05
+EFFECT = 0.03  # a difference under 3 % is 'same' however significant: below the run-to-run noise of a shared VM
 
 
 @dataclass
@@ -23,9 +27,11 @@ class ModelComparison:
     median_a_s: float
     median_b_s: float
     ratio: float  # B / A: above 1 means B is slower
-    p_value: float
+    p_value: float | None  # Welch's t-test on log per-round medians; None with fewer than 2 rounds on a side
     significant: bool
-    verdict: str  # 'faster' | 'slower' | 'same'
+    verdict: str  # 'faster' | 'slower' | 'same' | 'untested' (a difference above EFFECT, but one round a side)
+    rounds_a: int = 1
+    rounds_b: int = 1
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -56,10 +62,23 @@ def compare_runs(run_a: "RunRecord", run_b: "RunRecord") -> RunComparison:
     for name in shared:
         a, b = ok_a[name], ok_b[name]
         ratio = b.median_s / a.median_s
-        p_value = float(stats.mannwhitneyu(a.times, b.times, alternative="two-sided").pvalue)
-        significant = p_value < ALPHA
-        verdict = "same" if not significant else ("slower" if ratio > 1 else "faster")
-        models.append(ModelComparison(name, a.median_s, b.median_s, ratio, p_value, significant, verdict))
+        rounds_a = [r["median_s"] for r in (a.rounds or []) if r.get("median_s")] or [a.median_s]
+        rounds_b = [r["median_s"] for r in (b.rounds or []) if r.get("median_s")] or [b.median_s]
+        p_value = None
+        if len(rounds_a) >= 2 and len(rounds_b) >= 2:
+            p_value = float(stats.ttest_ind(np.log(rounds_a), np.log(rounds_b), equal_var=False).pvalue)
+            if not np.isfinite(p_value):
+                p_value = 0.0 if abs(ratio - 1) > 0 else 1.0
+        large = abs(ratio - 1) >= EFFECT
+        significant = p_value is not None and p_value < ALPHA
+        if not large:
+            verdict = "same"
+        elif p_value is None:
+            verdict = "untested"
+        else:
+            verdict = ("slower" if ratio > 1 else "faster") if significant else "same"
+        models.append(ModelComparison(name, a.median_s, b.median_s, ratio, p_value, significant, verdict,
+                                      len(rounds_a), len(rounds_b)))
     return RunComparison(
         run_a=run_a.id, run_b=run_b.id, models=models,
         geometric_mean_ratio=geometric_mean([m.ratio for m in models]),

@@ -246,13 +246,15 @@ def timing_table(run) -> Table:
 def compare_table(comparison) -> Table:
     table = Table(title=f"{comparison.run_b} against {comparison.run_a} (ratio = B / A; above 1: B is slower)")
     table.add_column("model", overflow="fold", min_width=20)
-    for column in ("median A", "median B", "ratio", "p (Mann-Whitney)", "verdict"):
+    for column in ("median A", "median B", "ratio", "rounds A/B", "p (Welch, round medians)", "verdict"):
         table.add_column(column, justify="right")
-    styles = {"faster": "green", "slower": "red", "same": "dim"}
+    styles = {"faster": "green", "slower": "red", "same": "dim", "untested": "yellow"}
     for m in comparison.models:
         table.add_row(m.model, fmt_seconds(m.median_a_s), fmt_seconds(m.median_b_s), f"{m.ratio:.3f}",
-                      f"{m.p_value:.3g}", f"[{styles[m.verdict]}]{m.verdict}[/]")
-    table.caption = f"geometric mean of ratios: {comparison.geometric_mean_ratio:.3f} over {len(comparison.models)} models"
+                      f"{m.rounds_a}/{m.rounds_b}", "-" if m.p_value is None else f"{m.p_value:.3g}",
+                      f"[{styles[m.verdict]}]{m.verdict}[/]")
+    table.caption = (f"geometric mean of ratios: {comparison.geometric_mean_ratio:.3f} over {len(comparison.models)} models; "
+                     "differences under 3 % are 'same'; 'untested': one round a side (time with --rounds 3 to test)")
     if not comparison.same_hardware:
         table.caption += " [yellow](the runs come from different hardware)[/]"
     return table

@@ -72,6 +72,10 @@ def fit_summary(result, written: str | None) -> Group:
         parts.append(zoo)
     law = result.power_law
     lines = [f"[bold]{result.verdict}[/]", f"power law t ∝ MACs^b: b = {law.exponent:.3f} [{law.ci_low:.3f}, {law.ci_high:.3f}], R² of logs {law.r2:.3f}"]
+    if result.selection:
+        sel = result.selection
+        lines.append(f"best model as chosen, judged on configs that did not choose it (nested k-fold): MAPE {sel.errors.mape:.1%}, "
+                     f"{sel.errors.within_10:.0%} within ±10 %; its 95 % prediction interval held {sel.interval_coverage:.0%} of them")
     if result.f_test:
         t = result.f_test
         lines.append(f"F-test {t.richer} against {t.simple}: F({t.df_extra}, {t.df_resid}) = {t.f_statistic:.2f}, p = {t.p_value:.3g}")
