@@ -131,12 +131,16 @@ def summarize(times: Sequence[float], timer_resolution_s: float | None = None) -
 class RawMeasurement:
     first_s: float  # the first inference after load/compile, timed apart
     warmup_runs: int
-    times_s: list[float]  # every timed run
+    times_s: list[float]  # every timed run: the wall time of the call, what the fits use
     wall_s: float  # warm-up and timed runs together
+    own_times_s: list[float] | None = None  # the runtime's own latency of each timed run, where it reports one
 
 
-def measure(run: Callable[[], object], settings: MeasureSettings, clock: Callable[[], float] = time.perf_counter) -> RawMeasurement:
-    """Time `run` per call: the first call, a warm-up, then runs until the stop rule says enough."""
+def measure(run: Callable[[], object], settings: MeasureSettings, clock: Callable[[], float] = time.perf_counter,
+            own_latency: Callable[[], float | None] | None = None) -> RawMeasurement:
+    """Time `run` per call: the first call, a warm-up, then runs until the stop rule says enough.
+    `own_latency`, where the runtime measures its own request latency (OpenVINO), is read after
+    each timed run and kept beside the wall time (benchmark_app reports that figure)."""
     started = clock()
     t0 = clock()
     run()
@@ -149,17 +153,23 @@ def measure(run: Callable[[], object], settings: MeasureSettings, clock: Callabl
         if clock() - warm_start > settings.max_time_s:
             break
     times: list[float] = []
+    own: list[float] = []
     timed_start = clock()
     while True:
         t0 = clock()
         run()
         t1 = clock()
         times.append(t1 - t0)
+        if own_latency is not None:
+            value = own_latency()
+            if value is not None:
+                own.append(value)
         elapsed = t1 - timed_start
         n = len(times)
         if (n >= settings.min_runs and elapsed >= settings.min_time_s) or n >= settings.max_runs or elapsed >= settings.max_time_s:
             break
-    return RawMeasurement(first_s=first, warmup_runs=warmups, times_s=times, wall_s=clock() - started)
+    return RawMeasurement(first_s=first, warmup_runs=warmups, times_s=times, wall_s=clock() - started,
+                          own_times_s=own if len(own) == len(times) else None)
 
 
 def geometric_mean(values: Sequence[float]) -> float:

@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 from cpbench.timing.environment import fingerprint
 from cpbench.errors import UsageError, first_line
 from cpbench.timing.profiles import Profile
@@ -113,10 +115,15 @@ def _worker(connection, path: str, profile: Profile, seed: int) -> None:
         runtime = get_runtime(profile.runtime)
         inputs = make_inputs(Path(path), profile.batch, seed)
         loaded = runtime.load(Path(path), profile, inputs)
-        raw = measure(loaded.run, profile.measure)
+        raw = measure(loaded.run, profile.measure, own_latency=getattr(loaded, "own_latency", None))
+        described = loaded.describe()
+        if raw.own_times_s:
+            own = np.asarray(raw.own_times_s)
+            described["own_latency"] = {"n": len(own), "median_s": float(np.median(own)), "min_s": float(own.min()),
+                                        "what": "the runtime's own request latency; the fits use the wall time of the call"}
         connection.send({
             "ok": True, "load_s": loaded.load_s, "first_s": raw.first_s, "warmup_runs": raw.warmup_runs,
-            "times": raw.times_s, "runtime": loaded.describe(),
+            "times": raw.times_s, "runtime": described,
         })
     except DeviceUnavailable as exc:
         connection.send({"ok": False, "device": str(exc)})

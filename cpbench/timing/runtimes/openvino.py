@@ -53,6 +53,10 @@ class OpenVinoModel:
             self.request.set_tensor(name, ov.Tensor(np.ascontiguousarray(array)))
         self.run = self.request.infer
 
+    def own_latency(self) -> float:
+        """The request's own latency of the last inference, seconds (OpenVINO reports milliseconds)."""
+        return float(self.request.latency) / 1000.0
+
     def describe(self) -> dict:
         import openvino as ov
 
