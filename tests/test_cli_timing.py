@@ -148,3 +148,28 @@ def test_a_changed_model_file_is_refused_and_nothing_is_stored(cli, workspace, t
     import hashlib
     timed = json.loads(done.stdout)["models"][0]
     assert timed["sha256"] == hashlib.sha256(kept.read_bytes()).hexdigest()  # the hash of the bytes timed
+
+
+def test_more_rounds_until_the_best_rounds_agree_with_fixed_count_round_statistics(cli, workspace):
+    done = cli("time", "--device", "cpu-1thread", "--models", "*f4-s8*", "--rounds", "2", "--max-rounds", "4",
+               "-w", str(workspace), "--json", *QUICK)
+    assert done.returncode == 0, done.stderr
+    model = json.loads(done.stdout)["models"][0]
+    rounds = model["rounds"]
+    assert 2 <= len(rounds) <= 4
+    assert all(r["fixed_n"] == min(r["n"], 50) and r["fixed_min_s"] >= r["min_s"] for r in rounds)
+    values = sorted(r["fixed_min_s"] for r in rounds)
+    agreed = (values[1] - values[0]) / values[0] * 100 <= 1.0
+    if len(rounds) < 4:
+        assert agreed  # it stopped early only because its two best rounds agreed
+    else:
+        assert agreed or any("never agreed" in w for w in model["stats"]["warnings"])
+
+
+def test_rounds_agree_and_round_statistic():
+    from cpbench.timing.protocol import round_statistic, round_summary, rounds_agree
+
+    a, b, c = (round_summary([t, t * 1.1, t * 1.2], 2) for t in (1.0, 1.005, 1.3))
+    assert a["fixed_n"] == 2 and a["fixed_min_s"] == 1.0
+    assert rounds_agree([a, c], 1.0) is False and rounds_agree([a, b, c], 1.0) is True
+    assert round_statistic([a, b, c]) == pytest.approx(1.005)

@@ -230,6 +230,7 @@ def time_command(
     max_time: Annotated[Optional[float], typer.Option("--max-time", help="Seconds of timed runs at most.")] = None,
     warmup: Annotated[Optional[int], typer.Option("--warmup", help="Warm-up runs (after the first inference).")] = None,
     rounds: Annotated[Optional[int], typer.Option("--rounds", help="Measure every model this many times, one pass over all models per round.")] = None,
+    max_rounds: Annotated[Optional[int], typer.Option("--max-rounds", help="Then up to this many rounds for a model until its best two rounds agree (measure.agree_pct).")] = None,
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
@@ -248,6 +249,7 @@ def time_command(
             raise UsageError(f"{flag} must be in {low}..{MAX_THREADS}, got {value}")
     measure_changes = {k: v for k, v in dict(
         min_time_s=min_time, min_runs=min_runs, max_runs=max_runs, max_time_s=max_time, warmup_runs=warmup, rounds=rounds,
+        max_rounds=max_rounds,
     ).items() if v is not None}
     if min_runs is not None and max_runs is None:
         measure_changes["max_runs"] = max(profile.measure.max_runs, min_runs)

@@ -20,7 +20,7 @@ def fit_command(
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Time model(s) to fit (repeatable); default: all.")] = None,
     batch: Annotated[Optional[int], typer.Option("--batch", help="Fit the runs at this batch size; default: the latest run's.")] = None,
     run: Annotated[Optional[list[str]], typer.Option("--run", help="Fit only these run ids (repeatable); default: every run of the device.")] = None,
-    statistic: Annotated[str, typer.Option("--statistic", help="min (default: the least disturbed run) | p10 | median (typical latency) | mean of each model's run times.")] = "min",
+    statistic: Annotated[str, typer.Option("--statistic", help="min (default: the least disturbed run) | p10 | median (typical latency) | mean of each model's run times | round-min (median over rounds of each round's min over a fixed count of runs).")] = "min",
     folds: Annotated[int, typer.Option("--folds", help="k of the k-fold held-out evaluation.")] = 5,
     write: Annotated[bool, typer.Option("--write/--no-write", help="Write the [fitted] table into the profile.")] = True,
     workspace: WorkspaceOption = Path("."),

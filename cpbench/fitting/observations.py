@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cpbench.family.config import Config
+from cpbench.timing.protocol import round_statistic
 from cpbench.errors import UsageError, calibration_hint, check_choice
 
 STATISTICS: dict[str, Callable[[np.ndarray], float]] = {
@@ -26,6 +27,7 @@ STATISTICS: dict[str, Callable[[np.ndarray], float]] = {
     "mean": lambda t: float(np.mean(t)),
 }
 DEFAULT_STATISTIC = "min"
+ROUND_STATISTIC = "round-min"  # median over rounds of each round's fixed-count minimum (needs per-round summaries)
 
 
 @dataclass
@@ -63,7 +65,7 @@ class Observations:
 def load_observations(store, device: str, batch: int | None = None, statistic: str = DEFAULT_STATISTIC,
                       run_ids: list[str] | None = None) -> Observations:
     """The latest measurement of each model on `device` at `batch` (default: the latest run's batch)."""
-    check_choice(statistic, STATISTICS, "statistic")
+    check_choice(statistic, [*STATISTICS, ROUND_STATISTIC], "statistic")
     runs = [r for r in store.runs() if r.device == device and r.ok > 0]
     if run_ids:
         unknown = sorted(set(run_ids) - {r.id for r in runs})
@@ -88,8 +90,13 @@ def load_observations(store, device: str, batch: int | None = None, statistic: s
             if m.status != "ok" or not m.times:
                 continue
             record = store.get_model(m.model)
-            point = Observation(m.model, record.kind if record else "file", STATISTICS[statistic](np.asarray(m.times)),
-                                m.macs, run.id)
+            if statistic == ROUND_STATISTIC:
+                value = round_statistic(m.rounds or [])
+                if not np.isfinite(value):
+                    continue  # measured before per-round summaries were kept
+            else:
+                value = STATISTICS[statistic](np.asarray(m.times))
+            point = Observation(m.model, record.kind if record else "file", value, m.macs, run.id)
             if record is not None:
                 point.dataset = record.dataset
                 point.space = record.space

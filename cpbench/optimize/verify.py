@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from cpbench.errors import CpbenchError
-from cpbench.fitting.observations import DEFAULT_STATISTIC, STATISTICS
+from cpbench.fitting.observations import DEFAULT_STATISTIC, ROUND_STATISTIC, STATISTICS
+from cpbench.timing.protocol import round_statistic
 
 TEST_SE = 0.003  # one standard error of a FashionMNIST test accuracy near 0.93 (10,000 images)
 
@@ -80,9 +81,13 @@ def verify_pick(ws, profile, pick, baseline_pick, precision, data_dir: Path | No
     for record in (trained[0], base):
         if timings[record.name].status != "ok":
             raise CpbenchError(f"--verify could not time {record.name} on '{profile.name}': {timings[record.name].error}")
-    measure = STATISTICS[statistic]
-    pick_s = measure(np.asarray(timings[trained[0].name].times_s))
-    base_s = measure(np.asarray(timings[base.name].times_s))
+    def measure(timing) -> float:
+        if statistic == ROUND_STATISTIC:
+            return round_statistic(timing.rounds)
+        return STATISTICS[statistic](np.asarray(timing.times_s))
+
+    pick_s = measure(timings[trained[0].name])
+    base_s = measure(timings[base.name])
     return Verification(
         config, precision.recipe, list(seeds), [r.name for r in trained], target, pick.precision, pick.precision_low,
         pick.precision_high, [float(r.accuracy) for r in trained], pick.speedup,

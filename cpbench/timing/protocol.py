@@ -37,6 +37,9 @@ class MeasureSettings:
     max_runs: int = 100_000
     max_time_s: float = 60.0
     rounds: int = 1
+    max_rounds: int = 0  # > rounds: more rounds for a model until its best two rounds agree (0: exactly `rounds`)
+    agree_pct: float = 1.0  # how close (in %) the two best per-round statistics must be to stop
+    round_runs: int = 50  # the per-round statistic uses this many runs, whatever the model's speed
 
     def __post_init__(self) -> None:
         bad = self.invalid_key(asdict(self))
@@ -52,7 +55,10 @@ class MeasureSettings:
             "min_time_s": v["min_time_s"] >= 0, "min_runs": v["min_runs"] >= 1,
             "max_runs": v["min_runs"] <= v["max_runs"] <= 10**9,
             "max_time_s": 0 < v["max_time_s"] <= 86400 and v["min_time_s"] <= 86400 and v["warmup_time_s"] <= 86400,
-            "rounds": isinstance(v.get("rounds", 1), int) and v.get("rounds", 1) >= 1,
+            "rounds": isinstance(v.get("rounds", 1), int) and 1 <= v.get("rounds", 1) <= 100,
+            "max_rounds": isinstance(v.get("max_rounds", 0), int) and 0 <= v.get("max_rounds", 0) <= 100,
+            "agree_pct": 0 < v.get("agree_pct", 1.0) <= 100,
+            "round_runs": isinstance(v.get("round_runs", 50), int) and 1 <= v.get("round_runs", 50) <= 10**6,
         }
         return next((key for key, ok in checks.items() if not ok), None)
 
@@ -174,3 +180,26 @@ def measure(run: Callable[[], object], settings: MeasureSettings, clock: Callabl
 
 def geometric_mean(values: Sequence[float]) -> float:
     return float(math.exp(np.mean(np.log(values)))) if len(values) else float("nan")
+
+
+def round_summary(times: Sequence[float], fixed_count: int) -> dict:
+    """One round of one model: its runs, median and min, and the min and median over the first
+    `fixed_count` runs, so that every model's per-round statistic comes from the same number of
+    runs (a small model gets far more runs per round, which biases a plain minimum downwards)."""
+    t = np.asarray(times, dtype=float)
+    head = t[:fixed_count]
+    return {"n": int(len(t)), "median_s": float(np.median(t)), "min_s": float(t.min()),
+            "fixed_n": int(len(head)), "fixed_min_s": float(head.min()), "fixed_median_s": float(np.median(head))}
+
+
+def rounds_agree(rounds: Sequence[dict], agree_pct: float, key: str = "fixed_min_s") -> bool:
+    """Whether the two best rounds' statistics are within agree_pct of each other (pyperf's many
+    processes: a model measured in a slow mode in one round gets another round)."""
+    values = sorted(r[key] for r in rounds if r.get(key))
+    return len(values) >= 2 and (values[1] - values[0]) / values[0] * 100 <= agree_pct
+
+
+def round_statistic(rounds: Sequence[dict], key: str = "fixed_min_s") -> float:
+    """The median over rounds of the per-round fixed-count statistic: robust to one slow round."""
+    values = [r[key] for r in rounds if r.get(key)]
+    return float(np.median(values)) if values else float("nan")

@@ -20,7 +20,7 @@ from cpbench.timing.environment import fingerprint
 from cpbench.errors import UsageError, first_line
 from cpbench.timing.profiles import Profile
 from cpbench.timing.runtimes import DeviceUnavailable
-from cpbench.timing.protocol import TimingStats, summarize
+from cpbench.timing.protocol import TimingStats, round_summary, rounds_agree, summarize
 
 LOAD_ALLOWANCE_S = 300.0  # compile/session creation and the first run, on top of the measuring caps
 
@@ -167,7 +167,7 @@ def time_in_worker(target: TimingTarget, profile: Profile, seed: int = 0) -> Mod
     base.times_s = message["times"]
     base.stats = summarize(message["times"])
     base.runtime = message["runtime"]
-    base.rounds = [{"n": base.stats.n, "median_s": base.stats.median_s, "min_s": base.stats.min_s}]
+    base.rounds = [round_summary(message["times"], profile.measure.round_runs)]
     return base
 
 
@@ -209,19 +209,31 @@ def run_timing(
         raise UsageError("no models to time; run 'cpbench export --preset timing --untrained' or pass --model FILE.onnx")
     run = run or TimingRun(new_run_id(device), device, profile, fingerprint(), datetime.now(timezone.utc).isoformat(timespec="seconds"))
     store.start_run(run)
-    rounds = profile.measure.rounds
+    settings = profile.measure
+    rounds, most = settings.rounds, max(settings.rounds, settings.max_rounds)
     latest: dict[int, ModelTiming] = {}
     try:
-        for round_index in range(rounds):
-            for index, target in enumerate(targets):
-                if index in latest and latest[index].status != "ok":
-                    continue  # failed in an earlier round: not retried
+        for round_index in range(most):
+            todo = [i for i in range(len(targets)) if i not in latest or latest[i].status == "ok"]
+            if round_index >= rounds:  # past the fixed rounds: only models whose best rounds disagree
+                todo = [i for i in todo if not rounds_agree(latest[i].rounds, settings.agree_pct)]
+                if not todo:
+                    break
+            for position, index in enumerate(todo):
+                target = targets[index]
                 if observer:
-                    observer.model_started(round_index * len(targets) + index, rounds * len(targets), target)
+                    observer.model_started(round_index * len(targets) + position, most * len(targets), target)
                 timing = time_in_worker(target, profile, seed)
                 if index in latest:
                     timing = latest[index].merged_with(timing)
-                timing.final = round_index == rounds - 1 or timing.status != "ok"
+                adaptive = most > rounds
+                agree = rounds_agree(timing.rounds, settings.agree_pct)
+                timing.final = (timing.status != "ok" or round_index == most - 1
+                                or (round_index >= rounds - 1 and (not adaptive or agree)))
+                if timing.final and timing.status == "ok" and adaptive and not agree:
+                    timing.stats.warnings.append(
+                        f"rounds never agreed within {settings.agree_pct:g} % in {len(timing.rounds)} rounds: its time moved between "
+                        "processes (a noisy or throttled machine); treat it with care")
                 latest[index] = timing
                 run.timings = [latest[i] for i in sorted(latest)]
                 store.put_timing(run.id, timing)
