@@ -402,7 +402,7 @@ def data_command(
 
 
 # commands that live in their own modules
-from cpbench.cli import fit as cli_fit, recommend as cli_recommend, report as cli_report, study as cli_study  # noqa: E402 - after `app` exists
+from cpbench.cli import fit as cli_fit, recommend as cli_recommend, report as cli_report, results as cli_results, study as cli_study  # noqa: E402 - after `app` exists
 
 app.command("fit")(cli_fit.fit_command)
 app.command("predict")(cli_fit.predict_command)
@@ -411,6 +411,8 @@ app.command("fit-precision")(cli_recommend.fit_precision_command)
 app.command("recommend")(cli_recommend.recommend_command)
 app.command("report")(cli_report.report_command)
 app.add_typer(cli_study.study_app, name="study")
+app.add_typer(cli_results.results_app, name="results")
+app.command("hardware")(cli_results.hardware_command)
 
 
 @app.callback(invoke_without_command=True)

@@ -23,6 +23,7 @@ def fit_command(
     statistic: Annotated[str, typer.Option("--statistic", help="min (default: the least disturbed run) | p10 | median (typical latency) | mean of each model's run times | round-min (median over rounds of each round's min over a fixed count of runs).")] = "min",
     folds: Annotated[int, typer.Option("--folds", help="k of the k-fold held-out evaluation.")] = 5,
     write: Annotated[bool, typer.Option("--write/--no-write", help="Write the [fitted] table into the profile.")] = True,
+    machine: Annotated[Optional[str], typer.Option("--machine", help="Fit the runs of this hardware id (imported runs from another machine); default: this machine's.")] = None,
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
@@ -44,7 +45,7 @@ def fit_command(
     if not ws.store_path.exists():
         raise UsageError(f"no store in {ws.root}; {calibration_hint(profile.name)}")
     with ws.open_store() as store:
-        observations = load_observations(store, profile.name, batch, statistic, run)
+        observations = load_observations(store, profile.name, batch, statistic, run, machine)
     result = fit_device(observations, model, folds)
     mismatch = hardware_mismatch(profile.fitted, observations.fingerprint.get("hardware_id", ""))
     if mismatch:

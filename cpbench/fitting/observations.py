@@ -63,10 +63,24 @@ class Observations:
 
 
 def load_observations(store, device: str, batch: int | None = None, statistic: str = DEFAULT_STATISTIC,
-                      run_ids: list[str] | None = None) -> Observations:
-    """The latest measurement of each model on `device` at `batch` (default: the latest run's batch)."""
+                      run_ids: list[str] | None = None, hardware_id: str | None = None) -> Observations:
+    """The latest measurement of each model on `device` at `batch` (default: the latest run's batch),
+    from one machine's runs (`hardware_id`; default: the only machine that timed it, else this one)."""
     check_choice(statistic, [*STATISTICS, ROUND_STATISTIC], "statistic")
     runs = [r for r in store.runs() if r.device == device and r.ok > 0]
+    machines = sorted({r.hardware_id for r in runs})
+    if hardware_id is None and len(machines) > 1 and not run_ids:
+        from cpbench.timing.environment import fingerprint
+
+        here = fingerprint()["hardware_id"]
+        if here not in machines:
+            raise UsageError(f"device '{device}' was timed on {len(machines)} machines ({', '.join(machines)}) and not on "
+                             "this one; pick one with --machine HARDWARE_ID (see 'cpbench hardware')")
+        hardware_id = here
+    if hardware_id is not None:
+        if hardware_id not in machines:
+            raise UsageError(f"no runs of device '{device}' from machine {hardware_id!r}; machines: {', '.join(machines) or 'none'}")
+        runs = [r for r in runs if r.hardware_id == hardware_id]
     if run_ids:
         unknown = sorted(set(run_ids) - {r.id for r in runs})
         if unknown:

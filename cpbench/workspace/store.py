@@ -496,6 +496,20 @@ class Store:
                 f"INSERT OR REPLACE INTO measurements ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})", row
             )
 
+    def insert_run_record(self, run: "RunRecord", db: sqlite3.Connection) -> None:
+        """A run read from another store (a results bundle), inside the caller's transaction."""
+        db.execute(
+            "INSERT INTO runs (id, device, profile, batch, fingerprint, hardware_id, status, started_at, finished_at,"
+            " cpbench_version, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+            (run.id, run.device, json.dumps(run.profile), run.batch, json.dumps(run.fingerprint), run.hardware_id,
+             run.status, run.started_at, run.finished_at, run.cpbench_version),
+        )
+        for m in run.measurements:
+            row = {"run_id": run.id, **m.__dict__}
+            for key in ("warnings", "runtime", "times", "rounds"):
+                row[key] = None if row[key] is None else json.dumps(row[key])
+            db.execute(f"INSERT INTO measurements ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})", row)
+
     def runs(self) -> list["RunSummary"]:
         rows = self.db.execute(
             "SELECT r.id, r.device, r.batch, r.status, r.started_at, r.hardware_id, r.owner,"

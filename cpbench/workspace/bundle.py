@@ -1,0 +1,135 @@
+"""A portable, self-describing bundle of a workspace's results: timing runs (with their machine
+fingerprints, measurements and per-round summaries), the model rows they refer to, saved time-model
+fits and precision fits. Import merges losslessly and idempotently: what is already there with the
+same content is skipped, a clash of ids with different content refuses the whole import before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cpbench import __version__
+from cpbench.errors import UsageError
+from cpbench.workspace.files import write_atomically
+from cpbench.workspace.formats import check_format, stamp
+from cpbench.workspace.store import ModelRecord, RunRecord, Workspace
+
+BUNDLE_FORMAT = 1
+KIND = "cpbench-results"
+
+
+def _canonical(value: object) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _result_files(ws: Workspace) -> dict[str, dict]:
+    """Saved fits, by their path relative to the workspace: models/fits/*.json and models/precision/*.json."""
+    out = {}
+    for folder in ("fits", "precision"):
+        for path in sorted((ws.models_dir / folder).glob("*.json")) if (ws.models_dir / folder).is_dir() else []:
+            out[f"models/{folder}/{path.name}"] = json.loads(path.read_text(encoding="utf-8"))
+    return out
+
+
+def export_bundle(ws: Workspace, machine: dict) -> dict:
+    runs, models = [], {}
+    if ws.store_path.exists():
+        with ws.open_store() as store:
+            for summary in store.runs():
+                run = store.get_run(summary.id)
+                runs.append(run.as_dict())
+                for m in run.measurements:
+                    record = store.get_model(m.model)
+                    if record is not None:
+                        models[record.name] = record.as_dict(layers=True)
+    return stamp({"kind": KIND, "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "cpbench_version": __version__, "exported_on": machine, "runs": runs,
+                  "models": list(models.values()), "files": _result_files(ws)}, BUNDLE_FORMAT)
+
+
+def write_bundle(path: Path, bundle: dict) -> None:
+    write_atomically(path, (json.dumps(bundle, indent=1, default=str) + "\n").encode())
+
+
+def read_bundle(path: Path) -> dict:
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"{path} is not a cpbench results bundle ({type(exc).__name__}); export one with 'cpbench results export FILE'") from None
+    if not isinstance(payload, dict) or payload.get("kind") != KIND:
+        raise UsageError(f"{path} is not a cpbench results bundle; export one with 'cpbench results export FILE'")
+    return check_format(payload, BUNDLE_FORMAT, str(path), "export it again with this cpbench")
+
+
+@dataclass
+class ImportSummary:
+    runs_added: list[str] = field(default_factory=list)
+    runs_present: int = 0
+    models_added: int = 0
+    models_present: int = 0
+    files_added: list[str] = field(default_factory=list)
+    files_present: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _run_record(row: dict) -> RunRecord:
+    from cpbench.workspace.store import MeasurementRecord
+
+    values = dict(row)
+    measurements = [MeasurementRecord(**m) for m in values.pop("measurements")]
+    return RunRecord(**values, measurements=measurements)
+
+
+def import_bundle(ws: Workspace, bundle: dict) -> ImportSummary:
+    """Check everything first, then write: a clash anywhere means nothing is imported."""
+    summary = ImportSummary()
+    new_runs, new_models, new_files = [], [], []
+    with ws.open_store() as store:
+        for row in bundle.get("runs", []):
+            run = _run_record(row)
+            mine = store.get_run(run.id)
+            if mine is None:
+                new_runs.append(run)
+            elif _canonical(mine.as_dict()) == _canonical(run.as_dict()):
+                summary.runs_present += 1
+            else:
+                raise UsageError(f"run {run.id} is already in {ws.root} with other content; nothing was imported "
+                                 "(rename one of the runs or import into another workspace)")
+        for row in bundle.get("models", []):
+            record = ModelRecord(**{**row, "input_shape": tuple(row["input_shape"])})
+            mine = store.get_model(record.name)
+            if mine is None:
+                new_models.append(record)
+            elif mine.sha256 == record.sha256:
+                summary.models_present += 1
+            else:
+                raise UsageError(f"model {record.name} is already in {ws.root} with another file (sha256 differs); "
+                                 "nothing was imported")
+        for relative, content in bundle.get("files", {}).items():
+            if not relative.startswith(("models/fits/", "models/precision/")) or ".." in Path(relative).parts:
+                raise UsageError(f"the bundle names a file outside models/fits and models/precision ({relative}); nothing was imported")
+            target = ws.root / relative
+            if not target.exists():
+                new_files.append((target, content))
+            elif _canonical(json.loads(target.read_text(encoding="utf-8"))) == _canonical(content):
+                summary.files_present += 1
+            else:
+                raise UsageError(f"{relative} is already in {ws.root} with other content; nothing was imported")
+        with store.transaction() as db:
+            for record in new_models:
+                row = record.to_row()
+                db.execute(f"INSERT INTO models ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})", row)
+            for run in new_runs:
+                store.insert_run_record(run, db)
+        summary.models_added = len(new_models)
+        summary.runs_added = [r.id for r in new_runs]
+    for target, content in new_files:
+        write_atomically(target, (json.dumps(content, indent=2) + "\n").encode())
+        summary.files_added.append(str(target.relative_to(ws.root)))
+    return summary
