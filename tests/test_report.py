@@ -58,3 +58,19 @@ def test_the_html_renders_with_its_images_in_headless_chromium(cli, calibrated, 
     # matplotlib's default blue (31, 119, 180) only appears when the PNG plots were loaded
     blue = np.all(np.abs(pixels - np.array([31, 119, 180]) / 255) < 0.06, axis=-1)
     assert blue.sum() > 200, "the plots did not load from their relative paths"
+
+
+def test_another_machines_reference_fit_is_never_shown_as_measured_here(tmp_path):
+    from cpbench.report.sections import build_report
+    from cpbench.timing.profiles import SHIPPED
+    from cpbench.workspace.store import Workspace
+
+    ws = Workspace(tmp_path)
+    ws.profiles_dir.mkdir(parents=True)
+    text = (SHIPPED / "cpu.toml").read_text().replace('hardware_id = "', 'hardware_id = "elsewhere-', 1)
+    (ws.profiles_dir / "cpu.toml").write_text(text)
+    report = build_report(ws, "provenance")
+    markdown = (report.folder / "report.md").read_text()
+    assert "another machine's reference fit, not measured here" in markdown
+    rows = [row for row in report.claims if "cpu on" in row[2] and "elsewhere-" in row[2]]
+    assert rows and all("another machine" in row[2] for row in rows)

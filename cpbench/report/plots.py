@@ -115,3 +115,18 @@ def least_time_for_target(path: Path, curves: dict[str, tuple[np.ndarray, np.nda
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     return _save(plt, fig, path)
+
+
+def machine_lines(path: Path, lines: dict[str, tuple[float, float]], title: str) -> Path:
+    """Each machine's fitted eq. (1) line t = alpha1 * MACs + alpha0, log-log, over the family's MACs."""
+    plt, fig, ax = _figure()
+    macs = np.geomspace(1e3, 3e7, 60)
+    for label, (alpha1, alpha0) in lines.items():
+        ax.plot(macs, alpha1 * macs + alpha0, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("MACs")
+    ax.set_ylabel("time per inference (s), fitted")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    return _save(plt, fig, path)
