@@ -56,3 +56,22 @@ def test_ray_bad_input(cli, tmp_path):
     assert_one_line_error(cli("export", "--preset", "smoke", "--train-device", "cuda", "-w", str(tmp_path)), "no CUDA GPU")
     assert_one_line_error(cli("export", "--preset", "smoke", "--train-device", "tpu", "--executor", "ray", "-w", str(tmp_path)),
                           "unknown training device")
+
+
+def test_time_on_every_ray_node_gives_one_run_per_node_tagged_with_its_fingerprint(cli, tmp_path):
+    ws = str(tmp_path)
+    assert cli("export", "--config", "4,8,3,1", "--config", "6,12,3,2", "--untrained", "-w", ws).returncode == 0
+    done = cli("time", "--device", "cpu-1thread", "--executor", "ray", "--min-time", "0.05", "--min-runs", "10",
+               "--warmup", "1", "-w", ws, "--json", timeout=600)
+    assert done.returncode == 0, done.stderr
+    runs = json.loads(done.stdout)["runs"]
+    assert len(runs) == 1  # Ray's local mode: one node
+    run = runs[0]
+    assert run["fingerprint"]["ray_node"] and run["fingerprint"]["hardware_id"]
+    assert {m["status"] for m in run["models"]} == {"ok"} and len(run["models"]) == 2
+    listed = json.loads(cli("runs", "-w", ws, "--json").stdout)
+    assert [r["id"] for r in listed] == [run["run_id"]] and listed[0]["hardware_id"] == run["fingerprint"]["hardware_id"]
+    assert_one_line_error(cli("time", "--device", "cpu-1thread", "--resource", "gpu-node", "-w", ws), "--executor ray")
+    bad = cli("time", "--device", "cpu-1thread", "--executor", "ray", "--resource", "no-such-label", "-w", ws)
+    assert bad.returncode == 2 and "no live Ray node has the resource 'no-such-label'" in bad.stderr  # Ray adds its own banner
+    assert "Traceback" not in bad.stderr and len(json.loads(cli("runs", "-w", ws, "--json").stdout)) == 1

@@ -13,11 +13,9 @@ import time
 from dataclasses import dataclass
 
 from cpbench.errors import UsageError, first_line
+from cpbench.workspace.ray_cluster import import_ray, start_ray
 from cpbench.workspace.store import Workspace
 from cpbench.build.sweep import Job, JobOutcome, SilentObserver, SweepObserver, SweepSummary, already_done, check_inputs, commit_job
-
-INSTALL_HINT = "install it with: pip install 'cpbench[ray]' (or pip install ray)"
-
 
 @dataclass(frozen=True)
 class RaySettings:
@@ -25,14 +23,6 @@ class RaySettings:
     max_retries: int = 2
     num_cpus: int | None = None  # of a local Ray: default all cores
     gpus_per_task: float = 0.0  # 1 when training on a GPU
-
-
-def import_ray():
-    try:
-        import ray
-    except ImportError:
-        raise UsageError(f"--executor ray needs Ray, which is not installed; {INSTALL_HINT}") from None
-    return ray
 
 
 def _execute(job: Job):
@@ -49,14 +39,7 @@ def run_sweep_ray(workspace: Workspace, jobs: list[Job], settings: RaySettings, 
     summary = summary if summary is not None else SweepSummary()
     workspace.ensure_writable()
     check_inputs(jobs)
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        try:
-            ray.init(address=settings.address, num_cpus=settings.num_cpus if settings.address is None else None,
-                     include_dashboard=False, log_to_driver=False, configure_logging=False)
-        except Exception as exc:  # a cluster address that does not answer, a broken local start
-            raise UsageError(f"could not start or reach Ray ({first_line(exc)[:200]}); "
-                             "check --address, or run without --executor ray") from None
+    started_ray = start_ray(settings.address, settings.num_cpus)
     task = ray.remote(_execute)
     pending: dict = {}
     submitted_at: dict = {}

@@ -61,7 +61,7 @@ def export_command(
     if executor == "local" and address:
         raise UsageError("--address is for --executor ray; add --executor ray or drop --address")
     if executor == "ray":
-        from cpbench.build.ray_executor import import_ray
+        from cpbench.workspace.ray_cluster import import_ray
 
         import_ray()  # say how to install it before any planning
     jobs = plan_export(
@@ -230,6 +230,9 @@ def time_command(
     max_time: Annotated[Optional[float], typer.Option("--max-time", help="Seconds of timed runs at most.")] = None,
     warmup: Annotated[Optional[int], typer.Option("--warmup", help="Warm-up runs (after the first inference).")] = None,
     rounds: Annotated[Optional[int], typer.Option("--rounds", help="Measure every model this many times, one pass over all models per round.")] = None,
+    executor: Annotated[str, typer.Option("--executor", help="local (this machine) | ray (every node of a Ray cluster, one run per node).")] = "local",
+    address: Annotated[Optional[str], typer.Option("--address", help="With --executor ray: the cluster to join ('auto', 'ray://host:10001'); default: start Ray here.")] = None,
+    resource: Annotated[Optional[str], typer.Option("--resource", help="With --executor ray: only the nodes that have this custom resource.")] = None,
     max_rounds: Annotated[Optional[int], typer.Option("--max-rounds", help="Then up to this many rounds for a model until its best two rounds agree (measure.agree_pct).")] = None,
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
@@ -255,7 +258,26 @@ def time_command(
         measure_changes["max_runs"] = max(profile.measure.max_runs, min_runs)
     settings = dataclasses.replace(profile.measure, **measure_changes)
     profile = profile.with_overrides(threads=threads, batch=batch, measure=settings)
+    check_choice(executor, ("local", "ray"), "executor")
+    if executor == "local" and (address or resource):
+        raise UsageError("--address and --resource are for --executor ray; add --executor ray or drop them")
     ws.ensure_writable()
+    if executor == "ray":
+        from cpbench.timing.ray_timing import run_timing_ray
+
+        with ws.open_store() as store:
+            targets = targets_for(ws.root, store, models, model or [])
+            with err.status(f"timing {len(targets)} models on every Ray node"):
+                ray_runs = run_timing_ray(store, profile.name, profile, targets, address, resource)
+        if as_json:
+            print_json({"runs": [r.as_dict() for r in ray_runs]})
+        else:
+            for r in ray_runs:
+                out.print(f"node {r.fingerprint.get('ray_node', '?')[:12]} ({r.fingerprint['hardware']['cpu']}): run {r.id}")
+                out.print(timing_table(r))
+        if any(t.status != "ok" for r in ray_runs for t in r.timings):
+            raise typer.Exit(1)
+        return
     with ws.open_store() as store:
         targets = targets_for(ws.root, store, models, model or [])
         progress = TimingProgress(err)  # progress is diagnostics: stderr, so stdout holds only results
