@@ -21,50 +21,33 @@ def fit_precision_command(
     as_json: JsonOption = False,
 ) -> None:
     """Fit paper 000's precision models (eqs. 2-6) and a monotone one; judge them held out, beside naive baselines and the seed spread."""
-    import numpy as np
-
     from cpbench.build.precision_study import REFERENCE_STUDY, read_results
     from cpbench.cli.views.precision import precision_study_view
-    from cpbench.family.config import Config
-    from cpbench.fitting.precision_data import points_from_study
+    from cpbench.fitting.precision_data import points_from_records, points_from_study, study_machine
     from cpbench.fitting.precision_models import study
     from cpbench.fitting.precision_predictor import save_study
     from cpbench.timing.environment import machine_summary
     from cpbench.workspace.store import Workspace, space_of
 
     ws = Workspace(workspace)
-    source: dict = {}
     if study_file is not None:
         path = REFERENCE_STUDY if str(study_file) == "reference" else study_file
         if not path.is_file():
             raise UsageError(f"no study file at {path}; run 'cpbench study run' or pass --study reference")
-        points = points_from_study(read_results(path), recipe)
-        configs, precision, holdout, seeds = points.configs, points.precision, points.holdout, points.seeds
-        dataset, recipe = points.dataset, points.recipe
+        results = read_results(path)
+        points = points_from_study(results, recipe)
         source = {"study": path.name, "runs": points.runs}
-        machine = _study_machine(read_results(path))
+        machine = study_machine(results)
     else:
         if not ws.store_path.exists():
             raise UsageError(f"no store in {ws.root}; run 'cpbench export --preset quick' first (or pass --study reference)")
         with ws.open_store() as store:
-            trained = [r for r in store.models("family/*") if r.accuracy is not None and r.dataset == dataset]
-        recipes = sorted({r.recipe_name for r in trained})
-        if not trained:
-            raise UsageError(f"no trained {dataset} models in {ws.root}; run 'cpbench export --preset quick'")
-        if recipe is None:
-            if len(recipes) > 1:
-                raise UsageError(f"models trained with several recipes ({', '.join(recipes)}); pick one with --recipe")
-            recipe = recipes[0]
-        chosen = [r for r in trained if r.recipe_name == recipe]
-        if not chosen:
-            raise UsageError(f"no {dataset} models trained with recipe {recipe!r}; trained recipes: {', '.join(recipes)}")
-        configs = [Config.parse(r.config_id) for r in chosen]
-        precision = np.array([r.accuracy for r in chosen])
-        holdout, seeds = None, None
-        source = {"workspace": str(ws.root), "models": len(chosen)}
-        stored_spaces = {r.space for r in chosen if r.space}
+            points = points_from_records(store.models("family/*"), dataset, recipe, str(ws.root))
+        source = {"workspace": str(ws.root), "models": points.runs}
         machine = machine_summary()
-    space = space_of(dataset, next(iter(stored_spaces)) if study_file is None and len(stored_spaces) == 1 else None)
+    configs, precision, holdout, seeds = points.configs, points.precision, points.holdout, points.seeds
+    dataset, recipe = points.dataset, points.recipe
+    space = space_of(dataset, points.space)
     with err.status(f"fitting precision models to {len(configs)} trained configs"):
         result = study(configs, precision, space.baseline, dataset, recipe, holdout, seed, seeds)
     path = save_study(result, out_dir or ws.models_dir / "precision", machine, source, space.name)
@@ -72,11 +55,6 @@ def fit_precision_command(
         print_json({**result.as_dict(), "written": str(path)})
         return
     out.print(precision_study_view(result, str(path)))
-
-
-def _study_machine(results) -> dict:
-    machines = {r.machine.get("hardware_id"): r.machine for r in results}
-    return next(iter(machines.values())) if len(machines) == 1 else {"machines": list(machines.values())}
 
 
 def recommend_command(

@@ -21,6 +21,15 @@ def _figure(width: float = 6.0, height: float = 4.2):
     return plt, fig, ax
 
 
+def _log_axes(ax, xlabel: str, ylabel: str, title: str, legend_size: int = 8) -> None:
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=legend_size)
+
+
 def _save(plt, fig, path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,12 +72,7 @@ def time_against_macs(path: Path, macs: np.ndarray, seconds: np.ndarray, lines: 
     for label, (x, y) in lines.items():
         order = np.argsort(x)
         ax.plot(x[order], y[order] * 1e6, lw=1.2, color="tab:green", label=label)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("MACs (batch 1)")
-    ax.set_ylabel("time per inference (µs)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    _log_axes(ax, "MACs (batch 1)", "time per inference (µs)", title)
     return _save(plt, fig, path)
 
 
@@ -123,10 +127,5 @@ def machine_lines(path: Path, lines: dict[str, tuple[float, float]], title: str)
     macs = np.geomspace(1e3, 3e7, 60)
     for label, (alpha1, alpha0) in lines.items():
         ax.plot(macs, alpha1 * macs + alpha0, label=label)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("MACs")
-    ax.set_ylabel("time per inference (s), fitted")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7)
+    _log_axes(ax, "MACs", "time per inference (s), fitted", title, legend_size=7)
     return _save(plt, fig, path)
