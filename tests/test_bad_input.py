@@ -75,3 +75,18 @@ def test_a_fitted_table_of_an_unknown_format_is_refused(cli, tmp_path):
     (folder / "future.toml").write_text(text)
     assert_one_line_error(cli("predict", "--device", "future", "--config", "8,12,3,1", "-w", str(tmp_path)),
                           "format 99", "upgrade cpbench")
+
+
+def test_library_noise_on_file_descriptor_1_stays_off_json_stdout(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, sys; sys.argv = ['cpbench', 'presets', '--json']; from cpbench.cli import app; "
+            "orig = app.app\n"
+            "def noisy(*a, **k):\n    os.write(1, b'BANNER from a C library\\\\n'); return orig(*a, **k)\n"
+            "app.app = noisy; app.main()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
+    assert done.returncode == 0, done.stderr
+    assert "BANNER" in done.stderr and "BANNER" not in done.stdout
+    assert json.loads(done.stdout)  # stdout is exactly the JSON

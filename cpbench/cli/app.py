@@ -446,8 +446,23 @@ def root(
         raise typer.Exit(0)
 
 
+def _keep_stdout_for_json() -> None:
+    """Under --json, stdout carries only the JSON: anything a library writes to file descriptor 1
+    (ONNX Runtime's C++ banner, a worker process's print) goes to stderr instead."""
+    if "--json" not in sys.argv[1:]:
+        return
+    try:
+        sys.stdout.flush()
+        real = os.dup(1)
+        os.dup2(2, 1)
+        sys.stdout = os.fdopen(real, "w", buffering=1, encoding="utf-8")
+    except (OSError, ValueError):  # no real file descriptors (an embedding host): leave stdout as it is
+        pass
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    _keep_stdout_for_json()
     try:
         code = app(standalone_mode=False)
     except CpbenchError as exc:
