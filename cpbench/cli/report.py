@@ -19,7 +19,8 @@ def report_command(
     from rich.table import Table
 
     from cpbench.errors import UsageError
-    from cpbench.report.sections import CLAIMS_HEADER, build_report
+    from cpbench.report.sections import build_report
+    from cpbench.report.writers import CLAIMS_HEADER
     from cpbench.workspace.store import Workspace
 
     if name is not None and (not name or "/" in name or name.startswith(".")):

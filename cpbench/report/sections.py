@@ -5,7 +5,6 @@ missing says which command produces it instead of failing.
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 
 from cpbench import __version__
 from cpbench.errors import UsageError, calibration_hint
+from cpbench.report.writers import to_html, to_markdown
 
 MAX_DROPS = (0.005, 0.01, 0.02, 0.05)
 
@@ -166,8 +166,12 @@ def precision_section(ws, folder: Path, claims: list[list[str]]) -> tuple[Sectio
         section.missing.append(str(exc))
         return section, None
     payload = read_versioned(precision.source, PRECISION_FORMAT, REFIT_HINT)
-    origin = (f"shipped reference fit, trained on another machine ({payload.get('trained_on', {}).get('cpu', 'unknown CPU')})"
-              if precision.reference else f"this workspace's fit, trained on {payload.get('trained_on', {}).get('cpu', 'this machine')}")
+    from cpbench.timing.environment import fingerprint
+
+    trained_on = payload.get("trained_on", {})
+    machine = ("this machine" if trained_on.get("hardware_id") == fingerprint()["hardware_id"] else "another machine")
+    origin = (f"{'shipped reference fit' if precision.reference else 'this workspace' + chr(39) + 's fit'}, trained on {machine} "
+              f"({trained_on.get('cpu', 'unknown CPU')}, {trained_on.get('hardware_id', '?')})")
     seeds = payload.get("seeds")
     spread = f"seed-to-seed sd {seeds['sd'] * 100:.2f} points over {seeds['configs']} configs" if seeds else "no repeated seeds"
     section.paragraphs.append(
@@ -309,61 +313,6 @@ def build_report(ws, name: str | None = None) -> Report:
     sections.append(recommendation_section(ws, folder, precision, claims))
     sections.append(hardware_section(ws, folder, precision, claims))
     report = Report(folder, sections, claims)
-    (folder / "report.md").write_text(to_markdown(report))
-    (folder / "index.html").write_text(to_html(report))
+    (folder / "report.md").write_text(to_markdown(report), encoding="utf-8")
+    (folder / "index.html").write_text(to_html(report), encoding="utf-8")
     return report
-
-
-CLAIMS_HEADER = ["claim", "source", "evidence (and the machine it comes from)", "holds there?"]
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def to_markdown(report: Report) -> str:
-    parts = [f"# cpbench report\n\ncpbench {__version__}, {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n",
-             "## The papers' claims against these measurements\n", _md_table(CLAIMS_HEADER, report.claims) if report.claims else "_no claims could be checked yet_"]
-    for s in report.sections:
-        parts.append(f"\n## {s.title}\n")
-        parts += [p + "\n" for p in s.paragraphs]
-        parts += [_md_table(h, r) + "\n" for h, r in s.tables]
-        parts += [f"![{img}]({img})\n" for img in s.images]
-        parts += [f"> missing: {m}\n" for m in s.missing]
-    return "\n".join(parts)
-
-
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _html_text(text: str) -> str:
-    escaped = html.escape(text)
-    while "**" in escaped:
-        escaped = escaped.replace("**", "<strong>", 1).replace("**", "</strong>", 1)
-    return escaped
-
-
-STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:0.9em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
-td:first-child,th:first-child{text-align:left}th{background:#f0f0f0}img{max-width:100%;margin:0.5em 0;border:1px solid #eee}
-.missing{background:#fff4e0;border-left:4px solid #e0a030;padding:0.5em 1em}"""
-
-
-def to_html(report: Report) -> str:
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cpbench report</title><style>{STYLE}</style></head><body>",
-             f"<h1>cpbench report</h1><p>cpbench {__version__}, {datetime.now(timezone.utc).isoformat(timespec='seconds')}</p>",
-             "<h2>The papers' claims against these measurements</h2>",
-             _html_table(CLAIMS_HEADER, report.claims) if report.claims else "<p>No claims could be checked yet.</p>"]
-    for s in report.sections:
-        parts.append(f"<h2>{html.escape(s.title)}</h2>")
-        parts += [f"<p>{_html_text(p)}</p>" for p in s.paragraphs]
-        parts += [_html_table(h, r) for h, r in s.tables]
-        parts += [f"<img src='{html.escape(img)}' alt='{html.escape(img)}'>" for img in s.images]
-        parts += [f"<p class='missing'>missing: {html.escape(m)}</p>" for m in s.missing]
-    parts.append("</body></html>")
-    return "\n".join(parts)
