@@ -30,7 +30,7 @@ def test_a_non_utf8_profile_is_named_and_does_not_break_its_siblings(cli, tmp_pa
 def test_a_malformed_fitted_table_is_one_line(cli, tmp_path):
     folder = _profiles(tmp_path)
     text = (SHIPPED / "cpu.toml").read_text()
-    (folder / "garbage.toml").write_text(text.split("[fitted]")[0] + "[fitted]\nmodels = 7\nbest = 'x'\n")
+    (folder / "garbage.toml").write_text(text.split("[fitted]")[0] + "[fitted]\nformat = 1\nmodels = 7\nbest = 'x'\n")
     assert_one_line_error(cli("predict", "--device", "garbage", "--config", "8,12,3,1", "-w", str(tmp_path)),
                           "malformed [fitted]", "cpbench fit --device garbage")
 

@@ -122,8 +122,11 @@ def test_fit_warns_when_the_profile_was_fitted_on_other_hardware(cli, workspace)
     done = cli("fit", "--device", "cpu", "-w", str(workspace.root), "--json", "--run", "cpu-synthetic-1")
     assert done.returncode == 0, done.stderr
     assert any("other hardware" in w for w in json.loads(done.stdout)["warnings"])
-    mixed = json.loads(cli("fit", "--device", "cpu", "-w", str(workspace.root), "--json", "--no-write").stdout)
-    assert any("different machines" in w for w in mixed["warnings"])
+    default = json.loads(cli("fit", "--device", "cpu", "-w", str(workspace.root), "--json", "--no-write").stdout)
+    assert default["hardware_ids"] == [fingerprint()["hardware_id"]]  # two machines' runs: this machine's, not both
+    mixed = json.loads(cli("fit", "--device", "cpu", "-w", str(workspace.root), "--json", "--no-write",
+                           "--run", "cpu-synthetic-0", "--run", "cpu-synthetic-1").stdout)
+    assert any("different machines" in w for w in mixed["warnings"])  # asked for by run id: warned
 
 
 def test_fit_bad_input(cli, workspace):
