@@ -123,7 +123,7 @@ def read_results(path: Path) -> list[StudyResult]:
     """Every complete line of a study file; a torn last line (a kill mid-write) is ignored."""
     if not path.exists():
         return []
-    out = []
+    out, seen = [], set()
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -134,7 +134,11 @@ def read_results(path: Path) -> list[StudyResult]:
         version = row.get("format")
         if version != STUDY_FORMAT:
             raise UsageError(f"{path}:{number} has study format {version!r}, this cpbench reads {STUDY_FORMAT}; upgrade cpbench")
-        out.append(StudyResult(**row))
+        result = StudyResult(**row)
+        if result.key in seen:
+            continue  # two processes trained the same item: the first result counts, once
+        seen.add(result.key)
+        out.append(result)
     return out
 
 
@@ -159,6 +163,8 @@ def run_study(items: list[StudyItem], path: Path, dataset: str, recipe_name: str
               train: Trainer, machine: dict) -> Iterator[StudyResult]:
     """Train what is not in `path` yet, appending each result as soon as it exists."""
     for item in pending(items, read_results(path), recipe_hash):
+        if not pending([item], read_results(path), recipe_hash):
+            continue  # another process (another shard) trained it meanwhile
         facts = train(item)
         result = StudyResult(
             config=item.config.as_csv(), seed=item.seed, role=item.role, dataset=dataset, recipe=recipe_name,
