@@ -55,7 +55,7 @@ def test_a_model_the_runtime_cannot_run_is_recorded_and_the_sweep_goes_on(cli, w
     graph = helper.make_graph([helper.make_node("NoSuchOp", ["x"], ["y"], domain="com.example")], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.example", 1)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.example", 1)], ir_version=9)
     broken = tmp_path / "unrunnable.onnx"
     onnx.save(model, broken)  # a valid ONNX file that no runtime here can execute
     done = cli("time", "--device", "cpu-1thread", "--model", str(broken), "--model", str(good), "-w", str(workspace), "--json", *QUICK)
@@ -173,3 +173,18 @@ def test_rounds_agree_and_round_statistic():
     assert a["fixed_n"] == 2 and a["fixed_min_s"] == 1.0
     assert rounds_agree([a, c], 1.0) is False and rounds_agree([a, b, c], 1.0) is True
     assert round_statistic([a, b, c]) == pytest.approx(1.005)
+
+
+def test_a_model_with_two_inputs_is_timed_with_the_batch_only_where_it_is_symbolic(cli, workspace, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])
+    bias = helper.make_tensor_value_info("bias", TensorProto.FLOAT, [1, 8])  # a static second input
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])
+    graph = helper.make_graph([helper.make_node("Add", ["x", "bias"], ["y"])], "two", [x, bias], [y])
+    path = tmp_path / "two_inputs.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), path)
+    done = cli("time", "--device", "cpu-1thread", "--model", str(path), "--batch", "4", "-w", str(workspace), "--json", *QUICK)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["models"][0]["status"] == "ok"

@@ -45,7 +45,9 @@ def get_runtime(name: str) -> Runtime:
 
 
 def make_inputs(path: Path, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random inputs (not zeros) for every graph input, batch dimension set to `batch`."""
+    """Random inputs (not zeros) for every graph input. The batch is applied where it can be: to a
+    symbolic leading dimension; a static one keeps its size (a model with a fixed-size second input
+    can still be timed), and a static leading dimension of another size than `batch` is an error."""
     import onnx
     from onnx import helper
 
@@ -59,10 +61,13 @@ def make_inputs(path: Path, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
         tensor = value.type.tensor_type
         shape = []
         for axis, dim in enumerate(tensor.shape.dim):
-            if axis == 0:
-                shape.append(batch)
-            elif dim.HasField("dim_value"):
+            if dim.HasField("dim_value") and dim.dim_value > 0:
+                if axis == 0 and batch != 1 and dim.dim_value == 1 and len(model.graph.input) - len(initializers) == 1:
+                    raise UsageError(f"input '{value.name}' of {path} has a static batch of 1; export it with a dynamic "
+                                     f"batch dimension to time --batch {batch}")
                 shape.append(dim.dim_value)
+            elif axis == 0:
+                shape.append(batch)
             else:
                 raise UsageError(f"input '{value.name}' of {path} has a dynamic dimension {axis}; export it with a static input size")
         dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type)
