@@ -41,6 +41,7 @@ class PrecisionModelSpec:
     upper: tuple[float, ...]
     description: str
     start: Callable[[np.ndarray], np.ndarray] | None = None  # a first starting point from the precisions
+    monotone: bool = False  # never more precision for a network smaller in every parameter, by construction
 
     def columns(self, x: np.ndarray) -> np.ndarray:
         return x[:, [PARAMS.index(p) for p in self.uses]]
@@ -98,7 +99,7 @@ MODELS: dict[str, PrecisionModelSpec] = {
             ("p_max",) + tuple(f"a_{p}" for p in PARAMS) + tuple(f"b_{p}" for p in PARAMS) + ("c_volume", "d_volume"),
             _saturating, (0.0,) * 11, (1.0,) + (5.0,) * 4 + (1000.0,) * 4 + (5.0, 1000.0),
             "saturating, bounded and monotone: p_max - sum_j a_j / (1 + b_j x_j) - c / (1 + d f s^2), all >= 0",
-            _saturating_start,
+            _saturating_start, monotone=True,
         ),
     )
 }
@@ -403,7 +404,9 @@ def study(configs: Sequence[Config], precision: np.ndarray, baseline: Config, da
             f"too few trained configs for {dataset}/{recipe} to fit an integrated precision model "
             f"({len(fitted)}, need {len(MODELS['saturating'].parameters) + 1}); run 'cpbench export --preset quick'"
         )
-    best = min(integrated, key=lambda e: e.judged).name
+    # recommend may only use a model that never favours a smaller network; eq. (6) is fitted and judged beside it
+    eligible = [e for e in integrated if e.fit.spec.monotone] or integrated
+    best = min(eligible, key=lambda e: e.judged).name
     measured = [p for c, p in zip(configs, precision) if c == baseline]
     ranges = {p: (min(getattr(c, p) for c in fitted), max(getattr(c, p) for c in fitted)) for p in PARAMS}
     return PrecisionStudy(dataset, recipe, baseline, float(measured[0]) if measured else None, evaluations, best,
