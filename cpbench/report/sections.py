@@ -177,7 +177,7 @@ def precision_section(ws, folder: Path, claims: list[list[str]]) -> tuple[Sectio
     section.paragraphs.append(
         f"{payload['dataset']} / recipe {payload['recipe']}: {payload['n']} fitted configs ({origin}, {precision.source.name}); "
         f"baseline {payload['baseline']} measured {payload.get('baseline_precision')}; {spread}. "
-        f"Integrated model used: **{payload['best']}**, chosen on its k-fold and extrapolation errors (cold-start refits)."
+        f"Integrated model used: **{payload['best']}**, the monotone one (never more precision for a smaller network); eq. (6) is judged beside it with cold-start refits."
     )
     rows = []
     for name, entry in payload["models"].items():

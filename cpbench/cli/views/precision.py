@@ -34,7 +34,7 @@ def precision_study_view(result, written: str | None) -> Group:
             if metrics is not None:
                 table.add_row(f"[dim]{label}[/]", "", "", "", _points(metrics.mae), "", f"{metrics.mape:.2%}", result.naive.kind)
     best = result.evaluations[result.best]
-    lines = [f"integrated model used by recommend: [bold]{result.best}[/], chosen on its k-fold and extrapolation error"]
+    lines = [f"integrated model used by recommend: [bold]{result.best}[/], the monotone one (eq. 6 is judged beside it)"]
     if best.held_out:
         lines.append(f"held out ({best.held_out_kind}, {best.held_out.n} configs): MAE {_points(best.held_out.mae)} points, "
                      f"MAPE {best.held_out.mape:.2%} (paper 000 claims {PAPER_000_ERROR:.1%})")
