@@ -24,6 +24,7 @@ REFERENCE = Path(__file__).resolve().parents[1] / "reference"
 PRECISION_FORMAT = 2
 NEIGHBOURS = 8  # residuals of the nearest trained configs give the model's error near a candidate
 SUPPORT_QUANTILE = 0.9  # a candidate is supported when it is as close to a trained config as 90 % of them are to each other
+MAX_SUPPORT_RADIUS = 0.5  # and never further than half a log2 step (k = 2 is not "near" trained k = 3)
 REFIT_HINT = "rerun 'cpbench fit-precision'"
 
 
@@ -55,7 +56,7 @@ def uncertainty_table(result: PrecisionStudy) -> dict:
     radius = None
     if len(x) >= 2:
         d, _ = nearest_distances(x, x, 2)
-        radius = float(np.quantile(d[:, 1], SUPPORT_QUANTILE))
+        radius = min(float(np.quantile(d[:, 1], SUPPORT_QUANTILE)), MAX_SUPPORT_RADIUS)
     return {"residuals": [{"config": c, "residual": float(r)} for c, r in rows],
             "seed_sd": result.seeds.sd if result.seeds else None, "support_radius": radius}
 
