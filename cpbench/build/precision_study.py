@@ -114,6 +114,8 @@ def plan_study(space: Space) -> list[StudyItem]:
     items += [StudyItem(c, SEEDS[0], "design") for c in design]
     holdout = biased_design(space, HOLDOUT_SIZE, HOLDOUT_SEED, exclude=set(sweeps) | set(design))
     items += [StudyItem(c, SEEDS[0], "holdout") for c in holdout]
+    trained_once = {i.config for i in items if i.seed == SEEDS[0]}
+    items += [StudyItem(c, SEEDS[0], "seed") for c in seed_configs(space) if c not in trained_once]
     for seed in SEEDS[1:]:
         items += [StudyItem(c, seed, "seed") for c in seed_configs(space) if c != space.baseline]
     return items
