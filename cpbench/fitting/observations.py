@@ -62,6 +62,14 @@ class Observations:
         return [p for p in self.points if p.kind == "zoo" and p.macs]
 
 
+def statistic_of(statistic: str, times, rounds) -> float:
+    """The named statistic of one model's measurement: over its runs, or (round-min) over its rounds;
+    nan when round-min is asked of a measurement made before per-round summaries were kept."""
+    if statistic == ROUND_STATISTIC:
+        return round_statistic(rounds or [])
+    return STATISTICS[statistic](np.asarray(times))
+
+
 def load_observations(store, device: str, batch: int | None = None, statistic: str = DEFAULT_STATISTIC,
                       run_ids: list[str] | None = None, hardware_id: str | None = None) -> Observations:
     """The latest measurement of each model on `device` at `batch` (default: the latest run's batch),
@@ -104,12 +112,9 @@ def load_observations(store, device: str, batch: int | None = None, statistic: s
             if m.status != "ok" or not m.times:
                 continue
             record = store.get_model(m.model)
-            if statistic == ROUND_STATISTIC:
-                value = round_statistic(m.rounds or [])
-                if not np.isfinite(value):
-                    continue  # measured before per-round summaries were kept
-            else:
-                value = STATISTICS[statistic](np.asarray(m.times))
+            value = statistic_of(statistic, m.times, m.rounds)
+            if not np.isfinite(value):
+                continue  # round-min of a measurement made before per-round summaries were kept
             point = Observation(m.model, record.kind if record else "file", value, m.macs, run.id)
             if record is not None:
                 point.dataset = record.dataset

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from cpbench.errors import CpbenchError
-from cpbench.fitting.observations import DEFAULT_STATISTIC, ROUND_STATISTIC, STATISTICS
-from cpbench.timing.protocol import round_statistic
+from cpbench.fitting.observations import DEFAULT_STATISTIC, statistic_of
 
 TEST_SE = 0.003  # one standard error of a FashionMNIST test accuracy near 0.93 (10,000 images)
 
@@ -81,13 +80,8 @@ def verify_pick(ws, profile, pick, baseline_pick, precision, data_dir: Path | No
     for record in (trained[0], base):
         if timings[record.name].status != "ok":
             raise CpbenchError(f"--verify could not time {record.name} on '{profile.name}': {timings[record.name].error}")
-    def measure(timing) -> float:
-        if statistic == ROUND_STATISTIC:
-            return round_statistic(timing.rounds)
-        return STATISTICS[statistic](np.asarray(timing.times_s))
-
-    pick_s = measure(timings[trained[0].name])
-    base_s = measure(timings[base.name])
+    pick_s = statistic_of(statistic, timings[trained[0].name].times_s, timings[trained[0].name].rounds)
+    base_s = statistic_of(statistic, timings[base.name].times_s, timings[base.name].rounds)
     return Verification(
         config, precision.recipe, list(seeds), [r.name for r in trained], target, pick.precision, pick.precision_low,
         pick.precision_high, [float(r.accuracy) for r in trained], pick.speedup,
