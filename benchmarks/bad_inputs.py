@@ -73,6 +73,26 @@ def scratch(root: Path) -> dict[str, Path]:
     (onnx / "text.onnx").write_text("hello, I am not a model\n")
     (onnx / "random.onnx").write_bytes(np.random.default_rng(0).bytes(4096))
     (onnx / "adir.onnx").mkdir()
+    import onnx as onnx_lib
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Relu", ["x"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    future = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 99)])
+    future.ir_version = 99
+    (onnx / "ir99.onnx").write_bytes(future.SerializeToString())
+    cyclic = helper.make_graph([helper.make_node("Add", ["x", "b"], ["a"]), helper.make_node("Relu", ["a"], ["b"])], "c",
+                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                               [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 4])])
+    cycle = helper.make_model(cyclic, opset_imports=[helper.make_opsetid("", 18)])
+    cycle.ir_version = 9
+    (onnx / "cycle.onnx").write_bytes(cycle.SerializeToString())
+    valid = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    valid.ir_version = 9
+    onnx_lib.save(valid, str(onnx / "valid.onnx"))
+    (root / "afile").write_text("not a folder\n")
+    paths["afile"] = root / "afile"
     paths["onnx"] = onnx
     profiles = paths["ws"] / "profiles"
     profiles.mkdir(parents=True)
@@ -84,7 +104,9 @@ def scratch(root: Path) -> dict[str, Path]:
         "p_inf_max": 'runtime = "openvino"\n[measure]\nmax_time_s = inf\n',
         "p_fitted_garbage": 'runtime = "openvino"\n[fitted]\nformat = 1\nmodels = 7\nbest = "x"\n',
         "p_fitted_future": 'runtime = "openvino"\n[fitted]\nformat = 99\nmodels = {}\n',
+        "p_minruns_float": 'runtime = "onnxruntime"\nprovider = "CPUExecutionProvider"\n[measure]\nmin_runs = 2.5\n',
     }
+    (profiles / "p_isdir.toml").mkdir()
     for name, text in bad.items():
         (profiles / f"{name}.toml").write_text(text)
     (profiles / "p_badutf8.toml").write_bytes(b'runtime = "openvino"\n# caf\xff\n')
@@ -161,6 +183,24 @@ def cases(p: dict[str, Path]) -> list[tuple[str, list[str]]]:
         ("st-future", ["models", "-w", str(p["s_future"])]),
         ("st-other-models", ["models", "-w", str(p["s_other"])]),
         ("study-shard", ["study", "run", "--shard", "3/2", *ws]),
+        # defects 16-17 of the review: values once accepted silently, and misleading messages
+        ("c-subset", ["export", "--config", "8,12,3,1", "--train-subset", "100000", "--dry-run", *ws]),
+        ("c-epochs", ["export", "--config", "8,12,3,1", "--epochs", "1000000000", "--dry-run", *ws]),
+        ("c-retries", ["export", "--config", "8,12,3,1", "--executor", "ray", "--max-retries", "-1", "--dry-run", *ws]),
+        ("c-l1000", ["export", "--config", "8,12,3,1000", "--dry-run", *ws]),
+        ("pr-minruns", ["time", "--device", "p_minruns_float", *quick, *ws]),
+        ("pr-isdir", ["time", "--device", "p_isdir", *quick, *ws]),
+        ("pr-nopath", ["time", "--device", "/nope/x.toml", *quick, *ws]),
+        ("tm-both", ["time", "--device", "cpu", "--models", "family/*", "--model", str(p["onnx"] / "valid.onnx"), *quick, *ws]),
+        ("fit-batch0", ["fit", "--device", "cpu", "--batch", "0", *ws]),
+        ("fit-folds", ["fit", "--device", "cpu", "--folds", "1", *ws]),
+        ("w-typo", ["runs", "-w", str(p["ws"]) + "-typo"]),
+        ("w-file", ["models", "-w", str(p["afile"])]),
+        ("f-ir99", ["flops", str(p["onnx"] / "ir99.onnx")]),
+        ("f-cycle", ["flops", str(p["onnx"] / "cycle.onnx")]),
+        ("cal-rounds", ["calibrate", "--device", "cpu", "--rounds", "0", *ws]),
+        ("cal-batch", ["calibrate", "--device", "p_typo", *ws]),
+        ("cal-share", ["calibrate", "--device", "cpu", "--share", "2", *ws]),
     ]
 
 

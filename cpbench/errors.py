@@ -29,8 +29,9 @@ def first_line(exc: BaseException) -> str:
 
 def calibration_hint(device: str) -> str:
     """The one way to tell a user how to calibrate this machine for a device profile."""
-    return (f"calibrate this machine with 'cpbench export --preset timing --untrained', "
-            f"'cpbench time --device {device}' and 'cpbench fit --device {device}'")
+    return (f"calibrate this machine with 'cpbench calibrate --device {device}' (kernel level, minutes), or time the "
+            f"family with 'cpbench export --preset timing --untrained', 'cpbench time --device {device}' and "
+            f"'cpbench fit --device {device}'")
 
 
 def check_choice(value: object, choices, what: str, error: type[CpbenchError] = UsageError) -> None:

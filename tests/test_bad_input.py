@@ -90,3 +90,33 @@ def test_library_noise_on_file_descriptor_1_stays_off_json_stdout(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "BANNER" in done.stderr and "BANNER" not in done.stdout
     assert json.loads(done.stdout)  # stdout is exactly the JSON
+
+
+def test_values_once_accepted_silently_and_misleading_messages(cli, tmp_path):
+    """Defects 16-17 of the review: each is now one line that names the real problem."""
+    from onnx import TensorProto, helper
+
+    ws = ["-w", str(tmp_path)]
+    assert_one_line_error(cli("export", "--config", "8,12,3,1", "--epochs", "1000000000", "--dry-run", *ws), "epochs", "limit")
+    assert_one_line_error(cli("runs", "-w", str(tmp_path / "typo")), "no workspace at", "check --workspace")
+    afile = tmp_path / "afile"
+    afile.write_text("x\n")
+    assert_one_line_error(cli("models", "-w", str(afile)), "is a file, not a folder")
+    assert_one_line_error(cli("compare", "r1", "r1", *ws), "both runs are r1")
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"")
+    assert_one_line_error(cli("time", "--device", "cpu", "--models", "family/*", "--model", str(model), *ws), "pass one of them")
+    (tmp_path / "profiles" / "adir.toml").mkdir(parents=True)
+    assert_one_line_error(cli("time", "--device", "adir", *ws), "is a folder, not a profile file")
+    assert_one_line_error(cli("time", "--device", "/nope/x.toml", *ws), "no profile file /nope/x.toml")
+    cyclic = helper.make_graph([helper.make_node("Add", ["x", "b"], ["a"]), helper.make_node("Relu", ["a"], ["b"])], "c",
+                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                               [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 4])])
+    cycle = helper.make_model(cyclic, opset_imports=[helper.make_opsetid("", 18)])
+    cycle.ir_version = 9
+    (tmp_path / "cycle.onnx").write_bytes(cycle.SerializeToString())
+    assert_one_line_error(cli("flops", str(tmp_path / "cycle.onnx")), "not a valid ONNX graph", "cycle")
+    future = helper.make_model(cyclic, opset_imports=[helper.make_opsetid("", 99)])
+    future.ir_version = 9
+    (tmp_path / "future.onnx").write_bytes(future.SerializeToString())
+    assert_one_line_error(cli("flops", str(tmp_path / "future.onnx")), "opset 99", "newer than")

@@ -140,7 +140,7 @@ def test_fit_bad_input(cli, workspace):
     assert_one_line_error(cli("fit", "--device", "cpu", "--statistic", "p99.9", "-w", root), "unknown statistic", "median")
     assert_one_line_error(cli("fit", "--device", "cpu", "--folds", "1", "-w", root), "--folds", ">= 2")
     assert_one_line_error(cli("predict", "--device", "cpu", "-c", "1,2", "-w", root), "invalid config", "64,28,5,3")
-    assert_one_line_error(cli("predict", "--device", "cpu", "-c", "8,8,3,1", "-w", root), "no fitted time model", "cpbench fit --device cpu")
+    assert_one_line_error(cli("predict", "--device", "cuda", "-c", "8,8,3,1", "-w", root), "no fitted time model", "cpbench fit --device cuda")
     assert_one_line_error(cli("profiles", "show", "nope", "-w", root), "no device profile 'nope'", "cpu")
     # nothing was written by the failed fits
     assert FITTED_MARKER not in (workspace.profiles_dir / "cpu.toml").read_text()

@@ -71,21 +71,28 @@ def test_recommend_bad_targets(cli, calibrated):
 def test_a_profile_fitted_elsewhere_is_flagged(cli, calibrated):
     path = calibrated.profiles_dir / "cpu-1thread.toml"
     path.write_text(path.read_text().replace('hardware_id = "', 'hardware_id = "elsewhere-'))
+    for record in (calibrated.models_dir / "fits").glob("cpu-1thread-*.json"):  # the saved fit: another machine's too
+        record.rename(record.with_name("cpu-1thread-elsewhere.json"))
     done = cli("recommend", "--device", "cpu-1thread", "--target", "0.85", "-w", str(calibrated.root), "--json")
     assert done.returncode == 0, done.stderr
-    warnings = json.loads(done.stdout)["warnings"]
-    assert any("other hardware" in w and "cpbench fit --device cpu-1thread" in w for w in warnings)
+    r = json.loads(done.stdout)
+    # this machine has no fit of its own now: the closest shipped kernel calibration answers, and says whose it is
+    assert r["time_model"] == "kernel"
+    assert any("shipped kernel calibration" in w and "not measured on this one" in w
+               and "cpbench calibrate --device cpu-1thread" in w for w in r["warnings"])
 
 
 def test_fresh_clone_answers_from_the_shipped_reference_fits(cli, tmp_path):
-    """No models, no timings: the shipped profiles' fits and reference precision model answer."""
+    """No models, no timings: the shipped kernel calibrations and reference precision model answer,
+    and say they were measured on another machine."""
     assert list(REFERENCE.glob("fashionmnist-*.json")), "the repository must ship a reference precision fit"
-    for device in ("cpu", "openvino"):
+    for device in ("cpu", "cpu-1thread", "openvino"):
         done = cli("recommend", "--device", device, "--target", "0.85", "-w", str(tmp_path), "--json")
         assert done.returncode == 0, done.stderr
         r = json.loads(done.stdout)
         assert r["pick"]["precision"] >= 0.85 and "shipped reference" in r["precision_source"]
-        assert any("reference fit" in w for w in r["warnings"])
+        assert r["time_model"] == "kernel"
+        assert any("shipped kernel calibration" in w and "not measured on this one" in w for w in r["warnings"])
 
 
 def test_verify_trains_exports_and_times_the_pick(cli, calibrated):

@@ -6,7 +6,7 @@ import pytest
 
 from test_cli import assert_one_line_error
 
-QUICK = ["--min-time", "0.05", "--min-runs", "20", "--warmup", "2"]
+QUICK = ["--min-time", "0.05", "--min-runs", "20", "--warmup", "2", "--rounds", "1"]  # tests pass --rounds after QUICK
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_openvino_and_throughput_batch(cli, workspace):
 
 
 def test_rounds_measure_every_model_again_in_later_passes(cli, workspace):
-    done = cli("time", "--device", "cpu-1thread", "--rounds", "2", "-w", str(workspace), "--json", *QUICK)
+    done = cli("time", "--device", "cpu-1thread", "-w", str(workspace), "--json", *QUICK, "--rounds", "2")
     assert done.returncode == 0, done.stderr
     run = json.loads(done.stdout)
     assert run["profile"]["measure"]["rounds"] == 2 and len(run["models"]) == 2
@@ -90,7 +90,7 @@ def test_rounds_measure_every_model_again_in_later_passes(cli, workspace):
 def test_compare_two_runs(cli, workspace):
     ids = []
     for _ in range(2):
-        done = cli("time", "--device", "cpu-1thread", "--rounds", "3", "-w", str(workspace), "--json", *QUICK)
+        done = cli("time", "--device", "cpu-1thread", "-w", str(workspace), "--json", *QUICK, "--rounds", "3")
         ids.append(json.loads(done.stdout)["run_id"])
     result = cli("compare", *ids, "-w", str(workspace), "--json")
     assert result.returncode == 0, result.stderr
@@ -151,13 +151,14 @@ def test_a_changed_model_file_is_refused_and_nothing_is_stored(cli, workspace, t
 
 
 def test_more_rounds_until_the_best_rounds_agree_with_fixed_count_round_statistics(cli, workspace):
-    done = cli("time", "--device", "cpu-1thread", "--models", "*f4-s8*", "--rounds", "2", "--max-rounds", "4",
-               "-w", str(workspace), "--json", *QUICK)
+    done = cli("time", "--device", "cpu-1thread", "--models", "*f4-s8*", "--max-rounds", "4",
+               "-w", str(workspace), "--json", *QUICK, "--rounds", "2")
     assert done.returncode == 0, done.stderr
     model = json.loads(done.stdout)["models"][0]
     rounds = model["rounds"]
     assert 2 <= len(rounds) <= 4
-    assert all(r["fixed_n"] == min(r["n"], 50) and r["fixed_min_s"] >= r["min_s"] for r in rounds)
+    fixed = json.loads(done.stdout)["profile"]["measure"]["round_runs"]
+    assert all(r["fixed_n"] == min(r["n"], fixed) and r["fixed_min_s"] >= r["min_s"] for r in rounds)
     values = sorted(r["fixed_min_s"] for r in rounds)
     agreed = (values[1] - values[0]) / values[0] * 100 <= 1.0
     if len(rounds) < 4:

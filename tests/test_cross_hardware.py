@@ -29,14 +29,15 @@ def test_export_import_twice_lists_both_machines_once_and_keeps_each_fit(cli, tm
     assert len(first["runs_added"]) == 1 and first["files_added"] == ["models/fits/cpu-1thread-machine-a.json"]
     assert second["runs_added"] == [] and second["files_added"] == [] and second["runs_present"] == 1
     rows = json.loads(cli("hardware", "-w", str(b.root), "--json").stdout)
-    machines = sorted(r["hardware_id"] for r in rows if r["profile"] == "cpu-1thread")
+    measured = [r for r in rows if r["profile"] == "cpu-1thread" and r["source"] != "shipped reference calibration"]
+    machines = sorted(r["hardware_id"] for r in measured)
     assert machines == ["machine-a", "machine-b"]
     # fitting machine A's imported runs in B keeps B's own fit beside it
     done = cli("fit", "--device", "cpu-1thread", "--machine", "machine-a", "--no-write", "-w", str(b.root), "--json")
     assert done.returncode == 0, done.stderr
     fits = sorted(p.name for p in (b.models_dir / "fits").glob("*.json"))
     assert fits == ["cpu-1thread-machine-a.json", "cpu-1thread-machine-b.json"]
-    a1 = {r["hardware_id"]: r["alpha1"] for r in rows if r["profile"] == "cpu-1thread"}
+    a1 = {r["hardware_id"]: r["alpha1"] for r in measured}
     assert a1["machine-b"] > a1["machine-a"]  # machine B is 1.6x slower, and its coefficients say so
     # runs from two machines are never fitted together by accident
     assert_one_line_error(cli("fit", "--device", "cpu-1thread", "--machine", "machine-c", "-w", str(b.root)), "machine-c")

@@ -11,12 +11,16 @@ from cpbench.timing.profiles import SHIPPED, load_profile, parse_profile
 def test_shipped_profiles():
     cpu = load_profile("cpu", Path("/nonexistent"))
     assert cpu.runtime == "onnxruntime" and cpu.provider == "CPUExecutionProvider" and cpu.batch == 1
-    assert cpu.measure.min_runs == 50 and cpu.measure.min_time_s == 1.0
+    assert cpu.measure.min_runs == 500 and cpu.measure.min_time_s == 0.3
+    for name in ("cpu", "cpu-1thread", "openvino"):  # the repeatable protocol: 5 rounds in fresh processes, fixed count
+        measure = load_profile(name, SHIPPED).measure
+        assert measure.rounds == 5 and measure.round_runs == 500 <= measure.min_runs
     openvino = load_profile("openvino", SHIPPED)
     assert openvino.runtime == "openvino" and openvino.device == "CPU" and openvino.options["PERFORMANCE_HINT"] == "LATENCY"
     cuda = load_profile("cuda", SHIPPED)
     assert cuda.provider == "CUDAExecutionProvider" and cuda.options["provider"]["device_id"] == 0
     assert load_profile("cpu-1thread", SHIPPED).threads == 1
+    assert load_profile("openvino", SHIPPED).threads == 1  # chosen for repeatable answers (the reason is in the profile)
 
 
 def test_a_workspace_profile_wins_and_a_path_works(tmp_path):

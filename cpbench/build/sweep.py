@@ -266,8 +266,12 @@ def check_inputs(jobs: list[Job]) -> None:
         if isinstance(job, ExportJob) and job.recipe is not None and (job.dataset, job.data_dir) not in checked:
             if job.dataset.kind == "fashionmnist":
                 locate_fashion_mnist(job.data_dir)
-            prepare(job.dataset, job.config.s, job.data_dir)
+            data = prepare(job.dataset, job.config.s, job.data_dir)
             checked.add((job.dataset, job.data_dir))
+            available = len(data.x_train)
+            if job.recipe.train_subset is not None and job.recipe.train_subset > available:
+                raise UsageError(f"--train-subset {job.recipe.train_subset} is more than the {available} training images of "
+                                 f"{job.dataset.slug}; use at most {available}, or leave it out to train on all of them")
 
 
 @dataclass

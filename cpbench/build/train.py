@@ -38,6 +38,9 @@ def effective_autocast(requested: str, device: torch.device) -> str:
     return "fp32"
 
 
+MAX_EPOCHS = 10_000  # far beyond convergence for any network of the family; a typo, not a plan
+
+
 @dataclass(frozen=True)
 class Recipe:
     """How a config is trained. Two recipes with the same fields are the same recipe, whatever the name."""
@@ -57,6 +60,8 @@ class Recipe:
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise UsageError(f"epochs must be >= 1, got {self.epochs}")
+        if self.epochs > MAX_EPOCHS:
+            raise UsageError(f"epochs={self.epochs} is above cpbench's limit of {MAX_EPOCHS}; use fewer epochs")
         if self.batch_size < 1:
             raise UsageError(f"batch size must be >= 1, got {self.batch_size}")
         check_choice(self.autocast, AUTOCAST_MODES, "autocast")

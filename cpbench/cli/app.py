@@ -64,6 +64,8 @@ def export_command(
         from cpbench.workspace.ray_cluster import import_ray
 
         import_ray()  # say how to install it before any planning
+    if not 0 <= max_retries <= 100:
+        raise UsageError(f"--max-retries must be in 0..100, got {max_retries}")
     jobs = plan_export(
         preset=preset, configs=config or [], untrained=untrained, recipe=recipe, epochs=epochs,
         train_subset=train_subset, seed=seed, threads=threads or (1 if executor == "ray" else None), dataset=dataset,
@@ -245,6 +247,8 @@ def time_command(
     from cpbench.timing.runner import run_timing, targets_for
     from cpbench.workspace.store import Workspace
 
+    if models and model:
+        raise UsageError("--models selects stored models and --model times files: pass one of them, not both")
     ws = Workspace(workspace)
     profile = load_profile(device, ws.profiles_dir)
     for flag, value, low in (("--threads", threads, 0), ("--batch", batch, 1)):
@@ -302,7 +306,7 @@ def runs_command(workspace: WorkspaceOption = Path("."), as_json: JsonOption = F
 
     from cpbench.workspace.store import Workspace
 
-    ws = Workspace(workspace)
+    ws = Workspace(workspace).require_existing()
     runs = []
     if ws.store_path.exists():
         with ws.open_store() as store:
@@ -328,6 +332,8 @@ def compare_command(
     from cpbench.cli.views.common import compare_table
     from cpbench.workspace.store import Workspace
 
+    if run_a == run_b:
+        raise UsageError(f"both runs are {run_a}: compare two different runs (see 'cpbench runs')")
     ws = Workspace(workspace)
     if not ws.store_path.exists():
         raise UsageError(f"no store in {ws.root}; run 'cpbench time --device cpu' first")
@@ -356,7 +362,7 @@ def models_command(
     from cpbench.cli.views.common import models_table
     from cpbench.workspace.store import Workspace
 
-    ws = Workspace(workspace)
+    ws = Workspace(workspace).require_existing()
     if not ws.store_path.exists():
         records = []
     else:
@@ -424,8 +430,9 @@ def data_command(
 
 
 # commands that live in their own modules
-from cpbench.cli import fit as cli_fit, recommend as cli_recommend, report as cli_report, results as cli_results, study as cli_study  # noqa: E402 - after `app` exists
+from cpbench.cli import calibrate as cli_calibrate, fit as cli_fit, recommend as cli_recommend, report as cli_report, results as cli_results, study as cli_study  # noqa: E402 - after `app` exists
 
+app.command("calibrate")(cli_calibrate.calibrate_command)
 app.command("fit")(cli_fit.fit_command)
 app.command("predict")(cli_fit.predict_command)
 app.add_typer(cli_fit.profiles_app, name="profiles")

@@ -20,7 +20,7 @@ def fit_command(
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Time model(s) to fit (repeatable); default: all.")] = None,
     batch: Annotated[Optional[int], typer.Option("--batch", help="Fit the runs at this batch size; default: the latest run's.")] = None,
     run: Annotated[Optional[list[str]], typer.Option("--run", help="Fit only these run ids (repeatable); default: every run of the device.")] = None,
-    statistic: Annotated[str, typer.Option("--statistic", help="min (default: the least disturbed run) | p10 | median (typical latency) | mean of each model's run times | round-min (median over rounds of each round's min over a fixed count of runs).")] = "min",
+    statistic: Annotated[str, typer.Option("--statistic", help="round-min (default: median over rounds of each round's min over a fixed count of runs) | min (the least disturbed run) | p10 | median (typical latency) | mean of each model's run times.")] = "round-min",
     folds: Annotated[int, typer.Option("--folds", help="k of the k-fold held-out evaluation.")] = 5,
     write: Annotated[bool, typer.Option("--write/--no-write", help="Write the [fitted] table into the profile.")] = True,
     machine: Annotated[Optional[str], typer.Option("--machine", help="Fit the runs of this hardware id (imported runs from another machine); default: this machine's.")] = None,
@@ -38,6 +38,8 @@ def fit_command(
 
     if folds < 2:
         raise UsageError(f"--folds must be >= 2, got {folds}")
+    if batch is not None and batch < 1:
+        raise UsageError(f"--batch must be >= 1, got {batch}")
     for name in model or []:
         get_model_spec(name)
     ws = Workspace(workspace)
@@ -47,6 +49,9 @@ def fit_command(
     with ws.open_store() as store:
         observations = load_observations(store, profile.name, batch, statistic, run, machine)
     result = fit_device(observations, model, folds)
+    configs = len({p.config for p in observations.family})
+    if folds > configs:
+        result.warnings.append(f"--folds {folds} is more than the {configs} configs timed: each fold holds one config (leave-one-out)")
     mismatch = hardware_mismatch(profile.fitted, observations.fingerprint.get("hardware_id", ""))
     if mismatch:
         result.warnings.append(mismatch + "; this fit replaces it")
@@ -98,7 +103,7 @@ def predict_command(
     from rich.table import Table
 
     from cpbench.family.config import Config
-    from cpbench.fitting.device_fit import hardware_mismatch, predictor_from_profile
+    from cpbench.fitting.predictors import time_predictor
     from cpbench.timing.environment import fingerprint
     from cpbench.family.closed_form import FEATURES, Layers
     from cpbench.timing.profiles import load_profile
@@ -108,7 +113,15 @@ def predict_command(
     configs = [Config.parse(c) for c in config]
     ws = Workspace(workspace)
     profile = load_profile(device, ws.profiles_dir)
-    predictor = predictor_from_profile(profile, model)
+    if model and model != "kernel":
+        from cpbench.fitting.device_fit import predictor_from_profile
+
+        chosen_warning, predictor = None, predictor_from_profile(profile, model)
+    else:
+        chosen = time_predictor(profile, ws.models_dir, fingerprint()["hardware_id"])
+        chosen_warning, predictor = chosen.warning, chosen.predictor
+        if model == "kernel" and predictor.name != "kernel":
+            raise UsageError(f"no kernel calibration for '{profile.name}' here; run 'cpbench calibrate --device {profile.name}'")
     layers = Layers.of(configs, predictor.in_channels)
     seconds = predictor.predict(layers)
     low, high = predictor.bounds(seconds)
@@ -119,15 +132,15 @@ def predict_command(
          "relative_to_baseline": float(t / baseline) if baseline else None}
         for c, m, t, lo, hi in zip(configs, macs, seconds, low, high)
     ]
-    mismatch = hardware_mismatch(profile.fitted, fingerprint()["hardware_id"])
+    mismatch = chosen_warning
     coverage = (predictor.fitted.get("selection_honest") or {}).get("interval_coverage")
     if as_json:
-        print_json({"device": profile.name, "model": predictor.model.spec.name, "statistic": predictor.fitted.get("statistic"),
+        print_json({"device": profile.name, "model": predictor.name, "statistic": predictor.fitted.get("statistic"),
                     "predictions": rows, "interval_coverage": coverage, "warning": mismatch,
                     "measured_on": (predictor.fitted.get("fingerprint") or {}).get("cpu")})
         return
     table = Table(title=f"Predicted time ({predictor.statistic} of runs) on '{profile.name}' "
-                        f"({predictor.model.spec.name}, batch {predictor.fitted.get('batch')})")
+                        f"({predictor.name}, batch {predictor.fitted.get('batch')})")
     for column in ("config", "MACs", "predicted", "95 % interval", "× baseline"):
         table.add_column(column, justify="left" if column == "config" else "right")
     for r in rows:
@@ -139,7 +152,7 @@ def predict_command(
         else "interval coverage not measured for this fit (refit with this cpbench)"))
     out.print(table)
     if mismatch:
-        err.print(f"warning: {mismatch}; {calibration_hint(profile.name)}")
+        err.print(f"warning: {mismatch}")
 
 
 @profiles_app.command("list")

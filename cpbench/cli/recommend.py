@@ -75,7 +75,8 @@ def recommend_command(
 ) -> None:
     """The fastest config on a device likely (--confidence) to reach a precision target when trained (paper 000 eq. 7)."""
     from cpbench.cli.views.precision import recommendation_view
-    from cpbench.fitting.device_fit import hardware_mismatch, other_predictors, predictor_from_profile
+    from cpbench.fitting.device_fit import other_predictors
+    from cpbench.fitting.predictors import time_predictor
     from cpbench.fitting.precision_predictor import load_precision
     from cpbench.optimize.recommend import recommend, resolve_target
     from cpbench.optimize.search import GRIDS
@@ -90,14 +91,14 @@ def recommend_command(
     precision = load_precision(ws.models_dir / "precision", dataset, recipe)
     goal, rule, notes = resolve_target(target, max_drop, precision)
     profile = load_profile(device, ws.profiles_dir)
-    time_model = predictor_from_profile(profile)
+    chosen = time_predictor(profile, ws.models_dir, fingerprint()["hardware_id"])
+    time_model = chosen.predictor
     others = other_predictors(ws.profiles_dir, profile.name)
     space = space_of(precision.dataset, precision.space)
     result = recommend(space, time_model, precision, goal, rule, top, grid, others, extrapolate, confidence)
     result.warnings[:0] = notes
-    mismatch = hardware_mismatch(profile.fitted, fingerprint()["hardware_id"])
-    if mismatch:
-        result.warnings.append(f"{mismatch}; its times are that machine's, not this one's: {calibration_hint(profile.name)}")
+    if chosen.warning:
+        result.warnings.append(chosen.warning)
     if precision.reference:
         result.warnings.append(
             f"precision from the shipped reference fit ({precision.source.name}, trained on "

@@ -24,7 +24,34 @@ def load_model(path: Path | str) -> onnx.ModelProto:
         raise UsageError(f"{path} is not a readable ONNX model ({type(exc).__name__}); re-export it or check the file") from None
     if not model.graph.node:
         raise UsageError(f"{path} is not a readable ONNX model (no graph nodes); re-export it or check the file")
+    check_versions(model, path)
+    check_acyclic(model, path)
     return model
+
+
+def check_versions(model: onnx.ModelProto, path: Path) -> None:
+    """A model newer than this onnx package cannot be counted faithfully: say so instead of guessing."""
+    newest_opset = onnx.defs.onnx_opset_version()
+    if model.ir_version > onnx.IR_VERSION:
+        raise UsageError(f"{path} has ONNX IR version {model.ir_version}, newer than this onnx {onnx.__version__} reads "
+                         f"({onnx.IR_VERSION}); upgrade onnx or export with an older IR version")
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx") and opset.version > newest_opset:
+            raise UsageError(f"{path} imports ONNX opset {opset.version}, newer than this onnx {onnx.__version__} knows "
+                             f"({newest_opset}); export with opset {newest_opset} or lower")
+
+
+def check_acyclic(model: onnx.ModelProto, path: Path) -> None:
+    """ONNX graphs are acyclic and topologically sorted; a node reading a value produced by itself
+    or a later node is a broken graph, not a missing --input-shape."""
+    available = {i.name for i in model.graph.input} | {i.name for i in model.graph.initializer} | {""}
+    produced_later = {out for node in model.graph.node for out in node.output}
+    for index, node in enumerate(model.graph.node):
+        for name in node.input:
+            if name not in available and name in produced_later:
+                raise UsageError(f"{path} is not a valid ONNX graph: node {index} ({node.op_type}) reads '{name}', "
+                                 "which it or a later node produces (a cycle, or nodes out of order); re-export the model")
+        available.update(node.output)
 
 
 def parse_input_shape(text: str) -> Shape:

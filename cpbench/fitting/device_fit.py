@@ -278,6 +278,10 @@ class TimePredictor:
     fitted: dict
 
     @property
+    def name(self) -> str:
+        return self.model.spec.name
+
+    @property
     def statistic(self) -> str:
         """Which run time the model predicts (min: fastest run, median, ...), as fitted."""
         return str(self.fitted.get("statistic", DEFAULT_STATISTIC))

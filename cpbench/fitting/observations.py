@@ -1,11 +1,13 @@
 """Timed models of one device, read back from the store as (config, MACs, time) points to fit on.
 
 Every timed run keeps every per-inference time, so the statistic a model is fitted on is chosen
-here, not at timing. The default is the fastest run: the cost of the network with the least
-interference from the rest of the machine, and the most repeatable statistic on a shared machine
-(measured on this project's 2-core VM, 50 models timed twice: the min moved 4.0 % between runs on
-average, the p10 5.8 %, the median 8.5 %). Fit on the median (--statistic median) to predict
-typical latency instead.
+here, not at timing. The default is round-min: each round (a fresh process) contributes the
+minimum of a fixed number of its runs, and the median over rounds is the model's time. The
+minimum is the cost with the least interference from the rest of the machine (on this project's
+2-core VM, 50 models timed twice: the min moved 4.0 % between runs on average, the p10 5.8 %, the
+median 8.5 %); a fixed count keeps it unbiased by how many runs a model's speed allows, and the
+median over processes keeps one unlucky process (memory layout, a noisy neighbour) out. Fit on
+the median (--statistic median) to predict typical latency instead.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ STATISTICS: dict[str, Callable[[np.ndarray], float]] = {
     "median": lambda t: float(np.median(t)),
     "mean": lambda t: float(np.mean(t)),
 }
-DEFAULT_STATISTIC = "min"
+DEFAULT_STATISTIC = "round-min"
 ROUND_STATISTIC = "round-min"  # median over rounds of each round's fixed-count minimum (needs per-round summaries)
 
 
@@ -63,10 +65,10 @@ class Observations:
 
 
 def statistic_of(statistic: str, times, rounds) -> float:
-    """The named statistic of one model's measurement: over its runs, or (round-min) over its rounds;
-    nan when round-min is asked of a measurement made before per-round summaries were kept."""
+    """The named statistic of one model's measurement: over its runs, or (round-min) over its rounds.
+    A measurement made before per-round summaries were kept counts as one round of all its runs."""
     if statistic == ROUND_STATISTIC:
-        return round_statistic(rounds or [])
+        return round_statistic(rounds) if rounds else float(np.min(times)) if len(times) else float("nan")
     return STATISTICS[statistic](np.asarray(times))
 
 

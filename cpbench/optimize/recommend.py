@@ -158,7 +158,7 @@ def recommend(space: Space, time_model: TimePredictor, precision: PrecisionPredi
     result = Recommendation(
         time_model.device, target, target_rule, confidence, grid, len(evaluated.candidates), elapsed, picks[0], picks[1:],
         baseline_pick, precision.baseline_value, precision.baseline_precision, pareto, envelope,
-        time_model.model.spec.name, precision.model,
+        time_model.name, precision.model,
         ("shipped reference fit " if precision.reference else "") + str(precision.source), time_model.statistic,
     )
     outside = precision.outside(picks[0].config)

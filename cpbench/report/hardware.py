@@ -37,6 +37,53 @@ class HardwareRow:
         return asdict(self)
 
 
+def _pick(predictor, precision, target: float | None) -> tuple[str | None, float | None]:
+    if precision is None or target is None:
+        return None, None
+    from cpbench.optimize.recommend import recommend
+    from cpbench.optimize.search import Infeasible
+    from cpbench.workspace.store import space_of
+
+    try:
+        result = recommend(space_of(precision.dataset, precision.space), predictor, precision, target,
+                           f"precision >= {target:.4f}", 1)
+    except (UsageError, Infeasible):
+        return None, None
+    return result.pick.config.as_csv(), result.pick.speedup
+
+
+def _kernel_row(path, source: str, here: str, precision, target: float | None) -> HardwareRow | None:
+    """A kernel calibration as a row: eq. (1) (alpha1 * MACs + alpha0, relative least squares) fitted
+    on its calibration networks beside the kernel model, both judged by k-fold on those networks."""
+    import numpy as np
+
+    from cpbench.family.closed_form import FEATURES, Layers
+    from cpbench.family.config import Config
+    from cpbench.fitting.predictors import kernel_predictor
+    from cpbench.fitting.time_models import MODELS, PAPER_000_ERROR, evaluate
+
+    try:
+        predictor = kernel_predictor(path, reference=source != "this workspace's calibration")
+    except UsageError:
+        return None
+    calibration = predictor.kernel_model.calibration
+    configs = [Config.parse(c) for c in calibration.networks]
+    times = np.array([float(np.median(v["mins"])) for v in calibration.networks.values()])
+    macs = FEATURES["macs"](Layers.of(configs, calibration.in_channels))[:, None]
+    linear = evaluate(MODELS["linear-rel"], macs, times, {})
+    coefficients = linear.fitted.coefficients()
+    a1, a0 = coefficients["alpha1"], coefficients["alpha0"]
+    pick, speedup = _pick(predictor, precision, target)
+    affine = linear.kfold.mape
+    return HardwareRow(
+        (calibration.fingerprint.get("hardware") or {}).get("cpu", "?"), calibration.hardware_id, calibration.device, source,
+        calibration.hardware_id == here and source == "this workspace's calibration", a1["value"], (a1["ci_low"], a1["ci_high"]), a0["value"], (a0["ci_low"], a0["ci_high"]),
+        affine, "kernel", predictor.kernel_model.kfold.mape, "k-fold over the calibration networks", affine <= PAPER_000_ERROR,
+        float(predictor.predict_configs([Config.parse(predictor.fitted["baseline"])])[0]), pick, speedup,
+        [f"calibration {calibration.started_at}"],
+    )
+
+
 def _row(fitted: dict, device: str, hardware_id: str, cpu: str, source: str, here: str, precision, target: float | None) -> HardwareRow:
     linear = fitted.get("models", {}).get("linear-rel", {})
     coefficients = linear.get("coefficients", {})
@@ -46,20 +93,13 @@ def _row(fitted: dict, device: str, hardware_id: str, cpu: str, source: str, her
     best_mape = honest["mape"] if honest else fitted.get("models", {}).get(best, {}).get("kfold", {}).get("mape")
     pick = speedup = None
     if precision is not None and target is not None:
-        from cpbench.optimize.recommend import recommend
-        from cpbench.optimize.search import Infeasible
-        from cpbench.workspace.store import space_of
-
         try:
-            predictor = predictor_from_profile(SimpleNamespace(name=device, fitted=fitted))
-            result = recommend(space_of(precision.dataset, precision.space), predictor, precision, target,
-                               f"precision >= {target:.4f}", 1)
-            pick, speedup = result.pick.config.as_csv(), result.pick.speedup
-        except (UsageError, Infeasible):
+            pick, speedup = _pick(predictor_from_profile(SimpleNamespace(name=device, fitted=fitted)), precision, target)
+        except UsageError:
             pass
     verdict = fitted.get("verdict", "")
     return HardwareRow(
-        cpu, hardware_id, device, source, hardware_id == here,
+        cpu, hardware_id, device, source, hardware_id == here and source == "this workspace's fit",
         a1["value"] if a1 else None, (a1["ci_low"], a1["ci_high"]) if a1 else None,
         a0["value"] if a0 else None, (a0["ci_low"], a0["ci_high"]) if a0 else None,
         linear.get("kfold", {}).get("mape"), best, best_mape, "nested k-fold" if honest else "k-fold (the folds that chose it)",
@@ -74,8 +114,17 @@ def hardware_rows(ws, here: str, precision=None, target: float | None = None) ->
     from cpbench.timing.profiles import loadable_profiles
     from cpbench.workspace.formats import check_format
 
+    from cpbench.fitting.predictors import REFERENCE_FITS
+
     rows, seen = [], set()
     folder = ws.models_dir / "fits"
+    calibrations = [(p, "this workspace's calibration") for p in sorted(folder.glob("*.calibration.json.gz"))] if folder.is_dir() else []
+    calibrations += [(p, "shipped reference calibration") for p in sorted(REFERENCE_FITS.glob("*.calibration.json.gz"))]
+    for path, source in calibrations:
+        row = _kernel_row(path, source, here, precision, target)
+        if row is not None and (row.hardware_id, row.profile, "kernel") not in seen:
+            seen.add((row.hardware_id, row.profile, "kernel"))
+            rows.append(row)
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             record = check_format(json.loads(path.read_text(encoding="utf-8")), 1, str(path), "rerun 'cpbench fit'")

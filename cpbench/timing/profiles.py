@@ -128,16 +128,22 @@ def available_profiles(folder: Path) -> list[str]:
     names = set()
     for place in (folder, SHIPPED):
         if place.is_dir():
-            names.update(p.stem for p in place.glob("*.toml"))
+            names.update(p.stem for p in place.glob("*.toml") if p.is_file())
     return sorted(names)
 
 
 def load_profile(name_or_path: str, folder: Path) -> Profile:
     """A profile by path to a .toml file, or by name: the workspace's profiles/<name>.toml, else the shipped one."""
     path = Path(name_or_path)
+    if path.suffix == ".toml" and path.is_dir():
+        raise UsageError(f"{path} is a folder, not a profile file; pass a .toml file or a profile name")
+    if path.suffix == ".toml" and ("/" in name_or_path or path.exists()) and not path.is_file():
+        raise UsageError(f"no profile file {path}; check the path, or pass a profile name ({', '.join(available_profiles(folder))})")
     if not (path.suffix == ".toml" and path.is_file()):
         candidates = [folder / f"{name_or_path}.toml", SHIPPED / f"{name_or_path}.toml"]
         path = next((c for c in candidates if c.is_file()), candidates[0])
+        if candidates[0].is_dir():
+            raise UsageError(f"{candidates[0]} is a folder, not a profile file; move it away or pick another profile")
     if not path.is_file():
         known = ", ".join(available_profiles(folder)) or "none"
         raise UsageError(

@@ -26,12 +26,28 @@ def _canonical(value: object) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+def _read_result(path: Path) -> dict:
+    """A saved result file's content: JSON, or gzip-compressed JSON (kernel calibrations)."""
+    import gzip
+
+    raw = path.read_bytes()
+    return json.loads(gzip.decompress(raw) if path.name.endswith(".gz") else raw.decode("utf-8"))
+
+
+def _write_result(path: Path, content: dict) -> None:
+    import gzip
+
+    text = json.dumps(content, indent=None if path.name.endswith(".gz") else 2, separators=None)
+    write_atomically(path, gzip.compress(text.encode(), mtime=0) if path.name.endswith(".gz") else (text + "\n").encode())
+
+
 def _result_files(ws: Workspace) -> dict[str, dict]:
-    """Saved fits, by their path relative to the workspace: models/fits/*.json and models/precision/*.json."""
+    """Saved fits and kernel calibrations, by their path relative to the workspace:
+    models/fits/*.json, models/fits/*.calibration.json.gz and models/precision/*.json."""
     out = {}
-    for folder in ("fits", "precision"):
-        for path in sorted((ws.models_dir / folder).glob("*.json")) if (ws.models_dir / folder).is_dir() else []:
-            out[f"models/{folder}/{path.name}"] = json.loads(path.read_text(encoding="utf-8"))
+    for folder, pattern in (("fits", "*.json"), ("fits", "*.calibration.json.gz"), ("precision", "*.json")):
+        for path in sorted((ws.models_dir / folder).glob(pattern)) if (ws.models_dir / folder).is_dir() else []:
+            out[f"models/{folder}/{path.name}"] = _read_result(path)
     return out
 
 
@@ -117,7 +133,7 @@ def import_bundle(ws: Workspace, bundle: dict) -> ImportSummary:
             target = ws.root / relative
             if not target.exists():
                 new_files.append((target, content))
-            elif _canonical(json.loads(target.read_text(encoding="utf-8"))) == _canonical(content):
+            elif _canonical(_read_result(target)) == _canonical(content):
                 summary.files_present += 1
             else:
                 raise UsageError(f"{relative} is already in {ws.root} with other content; nothing was imported")
@@ -130,6 +146,7 @@ def import_bundle(ws: Workspace, bundle: dict) -> ImportSummary:
         summary.models_added = len(new_models)
         summary.runs_added = [r.id for r in new_runs]
     for target, content in new_files:
-        write_atomically(target, (json.dumps(content, indent=2) + "\n").encode())
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write_result(target, content)
         summary.files_added.append(str(target.relative_to(ws.root)))
     return summary

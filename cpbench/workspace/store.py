@@ -269,6 +269,14 @@ class Workspace:
 
     def __init__(self, root: Path | str = ".") -> None:
         self.root = Path(root).expanduser().resolve()
+        if self.root.exists() and not self.root.is_dir():
+            raise UsageError(f"--workspace {self.root} is a file, not a folder; pass the folder that holds (or will hold) models/ and the store")
+
+    def require_existing(self) -> "Workspace":
+        """For commands that only read: a folder that does not exist is a typo, not an empty workspace."""
+        if not self.root.is_dir():
+            raise UsageError(f"no workspace at {self.root} (the folder does not exist); check --workspace")
+        return self
 
     @property
     def models_dir(self) -> Path:

@@ -1,0 +1,65 @@
+"""`cpbench calibrate`: kernel-level calibration of this machine for a device profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cpbench.cli.options import JsonOption, WorkspaceOption, err, out, print_json
+
+
+def calibrate_command(
+    device: Annotated[str, typer.Option("--device", "-d", help="Profile name (profiles/NAME.toml) or a .toml path.")],
+    dataset: Annotated[str, typer.Option("--dataset", help="Whose search space to calibrate (its baseline bounds f, s, k, l).")] = "fashionmnist",
+    rounds: Annotated[Optional[int], typer.Option("--rounds", help="Rounds over every kernel and network, each in a new order and new processes. Default: 3 (2 for runtimes that compile each model).")] = None,
+    runs: Annotated[int, typer.Option("--runs", help="Timed runs per kernel per round (the fixed count of round-min).")] = 50,
+    networks: Annotated[Optional[int], typer.Option("--networks", help="Whole networks timed to learn how kernels compose. Default: 40 (30 for runtimes that compile each model).")] = None,
+    share: Annotated[Optional[float], typer.Option("--share", help="Share of the (f, s) cells beyond the sampled rows and columns to time (the rest is completed); 1 = every cell. Default: 1 for ONNX Runtime, 0.1 for runtimes that compile each model (OpenVINO: ~25 ms a kernel).")] = None,
+    workspace: WorkspaceOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Time the family's distinct kernels and a few networks alone on this machine, learn the latency model."""
+    from cpbench.cli.views.common import bar_progress
+    from cpbench.family.config import SPACES
+    from cpbench.errors import check_choice
+    from cpbench.fitting.kernel_model import fit_kernel_model
+    from cpbench.timing.calibration import CalibrationDesign, calibrate, save_calibration
+    from cpbench.timing.profiles import load_profile
+    from cpbench.workspace.store import Workspace
+
+    check_choice(dataset, SPACES, "dataset")
+    ws = Workspace(workspace)
+    profile = load_profile(device, ws.profiles_dir)
+    compiles = profile.runtime != "onnxruntime"  # OpenVINO compiles every kernel (~25 ms): a smaller design fits 10 minutes
+    share = share if share is not None else (0.1 if compiles else 1.0)
+    rounds = rounds if rounds is not None else (2 if compiles else 3)
+    networks = networks if networks is not None else (30 if compiles else 40)
+    design = CalibrationDesign(rounds=rounds, runs=runs, networks=networks, share=share)
+    ws.ensure_writable()
+    with bar_progress(err) as progress:
+        task = progress.add_task(f"calibrating '{profile.name}'", total=None)
+
+        def observer(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        try:
+            calibration = calibrate(profile, SPACES[dataset], design, observer=observer)
+        except KeyboardInterrupt:
+            err.print("interrupted: a calibration is kept only when every round finished; nothing was written")
+            raise typer.Exit(130)
+    model = fit_kernel_model(calibration)
+    path = save_calibration(ws.models_dir, calibration)
+    summary = {**model.summary(), "file": str(path)}
+    if as_json:
+        print_json(summary)
+        return
+    k = model.kfold
+    out.print(f"calibrated '{profile.name}' on {summary['cpu']} (hardware id {calibration.hardware_id}) in "
+              f"{calibration.duration_s:.0f} s: {len(calibration.kernels)} kernels and {len(calibration.networks)} networks, "
+              f"{design.rounds} rounds of {design.runs} runs, statistic round-min")
+    out.print(f"kernel model on calibration networks it did not see (5-fold): MAPE {k.mape:.1%}, within ±10 % "
+              f"{k.within_10:.0%}, max {k.max_ape:.1%}; 95 % interval held {model.interval_coverage:.0%}; "
+              f"the plain sum of kernels: MAPE {model.raw_sum.mape:.1%}")
+    out.print(f"saved {path}; 'cpbench predict' and 'cpbench recommend --device {profile.name}' use it on this machine")

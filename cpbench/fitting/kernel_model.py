@@ -1,0 +1,285 @@
+"""A latency model learned per machine from its kernel calibration (cpbench.timing.calibration).
+
+Two learned stages, no feature written for one CPU:
+1. The kernel table. For each conv kind and k, the times over the (f, s) matrix are completed
+   from the sampled cells by a low-rank factorisation (relative-error alternating least squares;
+   the rank is chosen by cross-validation on the measured cells), so the jumps a runtime's
+   kernels make at some channel counts are learned from every f measured, whatever they are on
+   this CPU. The classifier is interpolated over its input size; the empty call is measured.
+2. The composition. A network is not exactly the sum of its kernels timed alone (each alone pays
+   the call and the layout changes at its borders once), so the network time is a linear function
+   of the kernel sums, learned by relative least squares on the calibration networks (timed as
+   `cpbench time` times a model, so the protocol's own offsets are learned too):
+   t = c0 + c1 * sum(first - empty) + c2 * sum(inner - empty) + c3 * (classifier - empty) + c4 * (l - 1).
+The quoted error comes from networks the composition never saw (k-fold over the calibration
+networks here; benchmarks/kernel_model.py adds 20 configs timed in a separate run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cpbench.errors import UsageError
+from cpbench.family.closed_form import Layers
+from cpbench.family.config import Config
+from cpbench.fitting.metrics import ErrorMetrics, error_metrics, kfold_indices
+from cpbench.timing.calibration import Calibration
+
+RANKS = (1, 2, 3, 4, 5)
+ALS_ITERATIONS = 60
+RIDGE = 1e-6
+COMPOSITION_TERMS = ("constant", "first", "inner", "classifier", "boundaries")
+
+
+def _als(values: np.ndarray, mask: np.ndarray, rank: int, iterations: int = ALS_ITERATIONS) -> np.ndarray:
+    """Low-rank completion of `values` (observed where mask) minimising relative squared error."""
+    scale = float(values[mask].mean())
+    values = values / scale  # the ridge below is relative to weights of values near 1
+    rows, cols = values.shape
+    weight = np.where(mask, 1.0 / np.where(mask, values, 1.0) ** 2, 0.0)
+    filled = np.where(mask, values, 0.0)
+    # start: row means times column shape, the rank-1 answer of a log-additive model
+    row_mean = np.array([values[i, mask[i]].mean() if mask[i].any() else np.nan for i in range(rows)])
+    row_mean = np.where(np.isnan(row_mean), np.nanmean(row_mean), row_mean)
+    ratio = np.where(mask, filled / row_mean[:, None], np.nan)
+    col_shape = np.nanmedian(np.where(mask, ratio, np.nan), axis=0)
+    col_shape = np.where(np.isnan(col_shape), 1.0, col_shape)
+    rng = np.random.default_rng(0)
+    v = np.column_stack([col_shape] + [rng.standard_normal(cols) * 0.01 for _ in range(rank - 1)])
+    u = np.zeros((rows, rank))
+    eye = np.eye(rank) * RIDGE
+    for _ in range(iterations):
+        a = np.einsum("fs,si,sj->fij", weight, v, v) + eye * (weight.sum(axis=1)[:, None, None] + 1e-30)
+        b = np.einsum("fs,fs,si->fi", weight, filled, v)
+        u = np.linalg.solve(a, b[..., None])[..., 0]
+        a = np.einsum("fs,fi,fj->sij", weight, u, u) + eye * (weight.sum(axis=0)[:, None, None] + 1e-30)
+        b = np.einsum("fs,fs,fi->si", weight, filled, u)
+        v = np.linalg.solve(a, b[..., None])[..., 0]
+    return u @ v.T * scale
+
+
+def complete(values: np.ndarray, mask: np.ndarray, folds: int = 5, seed: int = 0) -> tuple[np.ndarray, int, float]:
+    """The completed matrix, the rank chosen by k-fold over the measured cells, and that rank's
+    out-of-fold MAPE on cells it did not see."""
+    if mask.all():  # every cell measured (the default design): nothing to complete
+        return values.copy(), 0, 0.0
+    cells = np.argwhere(mask)
+    best: tuple[float, int] | None = None
+    for rank in RANKS:
+        if rank > min(values.shape) or rank > mask.sum(axis=1).min() or rank > mask.sum(axis=0).min():
+            break
+        errors = []
+        for test in kfold_indices(len(cells), folds, seed):
+            train = mask.copy()
+            train[cells[test, 0], cells[test, 1]] = False
+            if train.sum(axis=1).min() < rank or train.sum(axis=0).min() < rank:
+                continue
+            guess = _als(values, train, rank)
+            truth = values[cells[test, 0], cells[test, 1]]
+            errors.append(np.abs(guess[cells[test, 0], cells[test, 1]] / truth - 1))
+        if not errors:
+            continue
+        error = float(np.mean(np.concatenate(errors)))
+        if best is None or error < best[0]:
+            best = (error, rank)
+    if best is None:
+        raise UsageError("the calibration has too few measured cells to complete a kernel table; rerun 'cpbench calibrate'")
+    return _als(values, mask, best[1]), best[1], best[0]
+
+
+@dataclass
+class ConvTable:
+    """Completed times of one conv kind and k over f (rows, from 1) and s (columns, from s_min)."""
+
+    kind: str
+    k: int
+    s_min: int
+    times: np.ndarray
+    measured: np.ndarray  # mask of measured cells
+    rank: int
+    cv_mape: float
+
+    def lookup(self, f: np.ndarray, s: np.ndarray) -> np.ndarray:
+        rows, cols = self.times.shape
+        fi, si = f.astype(int) - 1, s.astype(int) - self.s_min
+        if (fi < 0).any() or (fi >= rows).any() or (si < 0).any() or (si >= cols).any():
+            raise UsageError(f"a config needs a {self.kind} block outside the calibrated f in [1, {rows}], "
+                             f"s in [{self.s_min}, {self.s_min + cols - 1}]; calibrate a larger space")
+        return self.times[fi, si]
+
+
+@dataclass
+class KernelTable:
+    convs: dict[tuple[str, int], ConvTable]
+    classifier_n: np.ndarray
+    classifier_t: np.ndarray
+    empty_s: float
+
+    @classmethod
+    def from_calibration(cls, calibration: Calibration) -> "KernelTable":
+        entries = list(calibration.kernels.values())
+        value = {e["kind"] + f"-{e['f']}-{e['s']}-{e['k']}-{e['features']}": float(np.median(e["mins"])) for e in entries}
+        convs = {}
+        for kind in ("first", "inner"):
+            for k in sorted({e["k"] for e in entries if e["kind"] == kind}):
+                cells = [e for e in entries if e["kind"] == kind and e["k"] == k]
+                f_max = max(e["f"] for e in cells)
+                s_min, s_max = min(e["s"] for e in cells), max(e["s"] for e in cells)
+                values = np.ones((f_max, s_max - s_min + 1))
+                mask = np.zeros_like(values, dtype=bool)
+                for e in cells:
+                    values[e["f"] - 1, e["s"] - s_min] = value[e["kind"] + f"-{e['f']}-{e['s']}-{e['k']}-{e['features']}"]
+                    mask[e["f"] - 1, e["s"] - s_min] = True
+                completed, rank, cv = complete(values, mask)
+                completed = np.where(mask, values, np.maximum(completed, values[mask].min() * 0.5))
+                convs[(kind, k)] = ConvTable(kind, k, s_min, completed, mask, rank, cv)
+        fc = sorted((e["features"], float(np.median(e["mins"]))) for e in entries if e["kind"] == "classifier")
+        empty = [float(np.median(e["mins"])) for e in entries if e["kind"] == "empty"]
+        if not fc or not empty:
+            raise UsageError("the calibration lacks the classifier or the empty call; rerun 'cpbench calibrate'")
+        return cls(convs, np.array([n for n, _ in fc], float), np.array([t for _, t in fc]), empty[0])
+
+    def conv(self, kind: str, k: np.ndarray, f: np.ndarray, s: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(f))
+        for kk in np.unique(k.astype(int)):
+            table = self.convs.get((kind, int(kk)))
+            if table is None:
+                raise UsageError(f"no {kind} blocks with k = {kk} were calibrated; calibrate a space with that k")
+            at = k.astype(int) == kk
+            out[at] = table.lookup(f[at], s[at])
+        return out
+
+    def classifier(self, n: np.ndarray) -> np.ndarray:
+        return np.interp(np.log(np.maximum(n, 1)), np.log(self.classifier_n), self.classifier_t)
+
+    def terms(self, layers: Layers) -> np.ndarray:
+        """Per config: [1, sum(first - empty), sum(inner - empty), classifier - empty, l - 1]."""
+        f, s, k, depth = layers.f, layers.s, layers.k, layers.l
+        first = self.conv("first", k, f, s) - self.empty_s
+        inner = np.zeros(len(f))
+        side = s.astype(np.int64) // 2
+        for i in range(1, int(depth.max()) if len(depth) else 0):
+            present = depth > i
+            if present.any():
+                inner[present] += self.conv("inner", k[present], f[present], side[present].astype(float)) - self.empty_s
+            side = side // 2
+        fc = self.classifier(f * layers.final_side**2) - self.empty_s
+        return np.column_stack([np.ones(len(f)), first, inner, fc, depth - 1])
+
+
+def _relative_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least squares of relative error, weights from fitted values after a first pass."""
+    weight = 1.0 / y
+    for _ in range(3):
+        coef, *_ = np.linalg.lstsq(x * weight[:, None], y * weight, rcond=None)
+        fitted = x @ coef
+        weight = 1.0 / np.where(fitted > 0, fitted, y)
+    return coef
+
+
+@dataclass
+class KernelModel:
+    table: KernelTable
+    coef: np.ndarray
+    kfold: ErrorMetrics  # on calibration networks the composition did not see
+    raw_sum: ErrorMetrics  # the plain sum of kernels (coefficients 1), for comparison
+    interval: tuple[float, float]  # 95 % relative-error quantiles, out of fold
+    calibration: Calibration
+    interval_coverage: float = float("nan")  # share of held-out networks inside an interval from the other folds
+    notes: list[str] = field(default_factory=list)
+
+    def predict(self, layers: Layers) -> np.ndarray:
+        return self.table.terms(layers) @ self.coef
+
+    def predict_configs(self, configs: list[Config]) -> np.ndarray:
+        return self.predict(Layers.of(configs, self.calibration.in_channels))
+
+    def summary(self) -> dict:
+        return {
+            "model": "kernel", "statistic": self.calibration.statistic, "device": self.calibration.device,
+            "hardware_id": self.calibration.hardware_id, "cpu": (self.calibration.fingerprint.get("hardware") or {}).get("cpu"),
+            "calibration_s": self.calibration.duration_s, "kernels": len(self.calibration.kernels),
+            "networks": len(self.calibration.networks),
+            "tables": {f"{kind}-k{k}": {"rank": t.rank, "cv_mape": t.cv_mape, "measured": int(t.measured.sum()),
+                                         "cells": int(t.measured.size)} for (kind, k), t in self.table.convs.items()},
+            "coefficients": dict(zip(COMPOSITION_TERMS, map(float, self.coef))),
+            "kfold": self.kfold.as_dict(), "raw_sum": self.raw_sum.as_dict(), "interval": list(self.interval),
+            "interval_coverage": self.interval_coverage,
+        }
+
+
+def fit_kernel_model(calibration: Calibration, folds: int = 5, seed: int = 0) -> KernelModel:
+    table = KernelTable.from_calibration(calibration)
+    configs = [Config(*map(int, key.split(","))) for key in calibration.networks]
+    if len(configs) < len(COMPOSITION_TERMS) + 2:
+        raise UsageError(f"the calibration timed {len(configs)} networks; the composition needs at least "
+                         f"{len(COMPOSITION_TERMS) + 2}: rerun 'cpbench calibrate' with more --networks")
+    times = np.array([float(np.median(v["mins"])) for v in calibration.networks.values()])
+    x = table.terms(Layers.of(configs, calibration.in_channels))
+    coef = _relative_fit(x, times)
+    out_of_fold = np.zeros(len(times))
+    covered = np.zeros(len(times), dtype=bool)
+    for test in kfold_indices(len(times), folds, seed):
+        train = np.setdiff1d(np.arange(len(times)), test)
+        coef_train = _relative_fit(x[train], times[train])
+        out_of_fold[test] = x[test] @ coef_train
+        # the interval a user gets, built without the test networks: training residuals' 95 % range
+        rel_train = (x[train] @ coef_train - times[train]) / times[train]
+        low, high = np.quantile(rel_train, [0.025, 0.975])
+        rel_test = (out_of_fold[test] - times[test]) / times[test]
+        covered[test] = (rel_test >= low) & (rel_test <= high)
+    relative = (out_of_fold - times) / times  # (predicted - measured) / measured, as everywhere in cpbench
+    raw = x @ np.array([table.empty_s, 1.0, 1.0, 1.0, 0.0])
+    return KernelModel(table, coef, error_metrics(out_of_fold, times), error_metrics(raw, times),
+                       (float(np.quantile(relative, 0.025)), float(np.quantile(relative, 0.975))), calibration,
+                       float(covered.mean()))
+
+
+@dataclass
+class KernelPredictor:
+    """A KernelModel behind the interface of device_fit.TimePredictor (recommend and predict take either)."""
+
+    device: str
+    kernel_model: KernelModel
+    source: str  # where the calibration came from (a workspace file or the shipped reference)
+    reference: bool = False  # True: the shipped calibration of another machine, not this one's
+
+    name = "kernel"
+
+    @property
+    def in_channels(self) -> int:
+        return self.kernel_model.calibration.in_channels
+
+    @property
+    def statistic(self) -> str:
+        return self.kernel_model.calibration.statistic
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return self.kernel_model.interval
+
+    @property
+    def fitted(self) -> dict:
+        """What the views read from a [fitted] table: batch, statistic, baseline time, machine."""
+        calibration = self.kernel_model.calibration
+        from cpbench.family.config import SPACES
+
+        baseline = SPACES[calibration.space].baseline
+        return {"batch": 1, "statistic": calibration.statistic, "hardware_id": calibration.hardware_id,
+                "fingerprint": {"cpu": (calibration.fingerprint.get("hardware") or {}).get("cpu"),
+                                "hardware_id": calibration.hardware_id},
+                "baseline": baseline.as_csv(), "baseline_time_s": float(self.predict_configs([baseline])[0]),
+                "baseline_time_kind": "predicted", "source": self.source,
+                "selection_honest": {"interval_coverage": self.kernel_model.interval_coverage}}
+
+    def predict(self, layers: Layers) -> np.ndarray:
+        return self.kernel_model.predict(layers)
+
+    def predict_configs(self, configs: list[Config]) -> np.ndarray:
+        return self.kernel_model.predict_configs(configs)
+
+    def bounds(self, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        low_rel, high_rel = self.interval
+        return predicted / (1 + high_rel), predicted / (1 + max(low_rel, -0.9))  # a wild calibration never gives negative times

@@ -1,0 +1,82 @@
+"""Which time model answers for a profile on this machine, in one rule (predict, recommend, report):
+
+1. this machine's kernel calibration in the workspace (`cpbench calibrate`);
+2. this machine's fit saved by `cpbench fit` (models/fits/<device>-<hardware id>.json), or the
+   workspace profile's [fitted] table when this machine measured it;
+3. the shipped reference calibration of the closest machine (package data, one per machine it
+   was measured on), with a warning naming its CPU;
+4. the profile's [fitted] table of another machine (or shipped), with a warning.
+Another machine's times are never presented as this machine's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cpbench.errors import calibration_hint
+from types import SimpleNamespace
+
+from cpbench.fitting.device_fit import fit_record_path, hardware_mismatch, load_fit_record, predictor_from_profile
+from cpbench.fitting.kernel_model import KernelPredictor, fit_kernel_model
+from cpbench.timing.calibration import calibration_path, load_calibration
+
+REFERENCE_FITS = Path(__file__).resolve().parents[1] / "reference" / "fits"
+
+
+@dataclass
+class Chosen:
+    predictor: object  # TimePredictor | KernelPredictor
+    warning: str | None
+    source: str
+
+
+def _shipped(profile) -> bool:
+    """A profile of cpbench's own profiles/ folder: its [fitted] table was measured elsewhere."""
+    from cpbench.timing.profiles import SHIPPED
+
+    return profile.path is not None and Path(profile.path).resolve().parent == Path(SHIPPED).resolve()
+
+
+def reference_calibrations(device: str) -> list[Path]:
+    return sorted(REFERENCE_FITS.glob(f"{device}-*.calibration.json.gz"))
+
+
+def _closest(paths: list[Path], hardware_id: str) -> Path:
+    """The same hardware id if shipped, else the first (they name their CPU in the warning)."""
+    same = [p for p in paths if p.name.endswith(f"-{hardware_id}.calibration.json.gz")]
+    return (same or paths)[0]
+
+
+def kernel_predictor(path: Path, device: str | None = None, reference: bool = False) -> KernelPredictor:
+    calibration = load_calibration(path)
+    return KernelPredictor(device or calibration.device, fit_kernel_model(calibration), str(path), reference)
+
+
+def time_predictor(profile, models_dir: Path, hardware_id: str) -> Chosen:
+    own = calibration_path(models_dir, profile.name, hardware_id)
+    if own.exists():
+        return Chosen(kernel_predictor(own, profile.name, False), None, f"this machine's kernel calibration ({own})")
+    record = load_fit_record(models_dir, profile.name, hardware_id)
+    if record is not None and isinstance(record.get("fitted"), dict):
+        chosen = predictor_from_profile(SimpleNamespace(name=profile.name, fitted=record["fitted"]))
+        return Chosen(chosen, None, f"this machine's fit ({fit_record_path(models_dir, profile.name, hardware_id)})")
+    fitted = profile.fitted or {}
+    if fitted and fitted.get("hardware_id") == hardware_id and not _shipped(profile):
+        return Chosen(predictor_from_profile(profile), None, f"the [fitted] table of profile '{profile.name}', measured here")
+    shipped = reference_calibrations(profile.name)
+    if shipped:
+        path = _closest(shipped, hardware_id)
+        chosen = kernel_predictor(path, profile.name, True)
+        calibration = chosen.kernel_model.calibration
+        cpu = (calibration.fingerprint.get("hardware") or {}).get("cpu", "another CPU")
+        same = "a machine of the same hardware id" if calibration.hardware_id == hardware_id else "another machine"
+        return Chosen(chosen, f"times predicted from the shipped kernel calibration of {same} ({cpu}, hardware id "
+                              f"{calibration.hardware_id}), not measured on this one: {calibration_hint(profile.name)}",
+                      f"shipped reference calibration {path.name}")
+    chosen = predictor_from_profile(profile)
+    mismatch = hardware_mismatch(fitted, hardware_id) or (
+        f"profile '{profile.name}' carries the [fitted] table shipped with cpbench, measured on another machine of "
+        f"hardware id {fitted.get('hardware_id')}" if _shipped(profile) else None)
+    return Chosen(chosen, f"{mismatch}; its times are that machine's, not this one's: {calibration_hint(profile.name)}"
+                  if mismatch else None, f"the [fitted] table of profile '{profile.name}'")

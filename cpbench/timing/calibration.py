@@ -1,0 +1,317 @@
+"""Kernel-level calibration of a device (nn-Meter's approach): time the family's distinct kernels
+alone, and a few whole networks, under a profile, in fresh worker processes, several interleaved
+rounds, with a fixed number of runs per round. cpbench.fitting.kernel_model turns the result
+into a latency predictor for this machine; nothing here knows any CPU's kernels.
+
+Which kernels: for each conv kind (first block, inner block) and kernel size k, the (f, s) matrix
+of the space is sampled, not swept: every f at a few s, every s at a few f, and a random share of
+the other cells (the predictor completes the matrix from its low-rank structure), plus the
+classifier at log-spaced input sizes and the empty call.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from cpbench.errors import UsageError, first_line
+from cpbench.family.config import Config, Space, random_from_space
+from cpbench.family.kernels import EMPTY, Kernel, classifier, first, inner, kernel_graph, network_graph
+from cpbench.timing.profiles import Profile
+from cpbench.timing.protocol import MeasureSettings
+from cpbench.timing.runtimes import DeviceUnavailable
+
+CALIBRATION_FORMAT = 1
+NETWORK_SEED = 7001  # calibration networks; benchmarks draw their test configs with other seeds and exclude these
+
+
+@dataclass(frozen=True)
+class CalibrationDesign:
+    """How much to measure. Defaults sized for <= 10 minutes on a 2-core VM under ONNX Runtime."""
+
+    full_s: int = 4  # every f at this many s values (spread over the range)
+    full_f: int = 4  # every s at this many f values (random, plus the largest)
+    share: float = 1.0  # and this share of the remaining cells, at random (1: every cell; the rest is completed)
+    classifier_points: int = 24
+    networks: int = 40  # timed as `cpbench time` times a model (the profile's measure settings), one per round
+    rounds: int = 3
+    runs: int = 50  # timed runs per kernel per round (the fixed count of the round statistic)
+    warmup_runs: int = 10
+    chunk: int = 400  # kernels per worker process
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.rounds <= 20 and 5 <= self.runs <= 10_000 and 0 <= self.share <= 1 and self.networks >= 0
+                and self.full_s >= 1 and self.full_f >= 1 and self.chunk >= 1):
+            raise UsageError(f"invalid calibration design {asdict(self)}; see 'cpbench calibrate --help'")
+
+
+def _spread(values: list[int], n: int) -> list[int]:
+    """n values spread evenly over a sorted list, ends included."""
+    if n >= len(values):
+        return list(values)
+    return sorted({values[round(i * (len(values) - 1) / (n - 1))] for i in range(n)}) if n > 1 else [values[-1]]
+
+
+def conv_axes(space: Space, kind: str) -> tuple[list[int], list[int]]:
+    """The f and s values a conv kind takes in the integer space up to the baseline: a first block
+    sees s in [2, s0] (s >= 2**l), an inner block s // 2 or s // 4 ... >= 2."""
+    b = space.baseline
+    fs = list(range(1, b.f + 1))
+    ss = list(range(2, b.s + 1)) if kind == "first" else list(range(2, b.s // 2 + 1))
+    return fs, ss
+
+
+def classifier_sizes(space: Space, points: int) -> list[int]:
+    b = space.baseline
+    largest = b.f * (b.s // 2) ** 2
+    return sorted({max(1, round(math.exp(v))) for v in np.linspace(0.0, math.log(largest), points)})
+
+
+def plan_kernels(space: Space, design: CalibrationDesign, in_channels: int = 1) -> list[Kernel]:
+    rng = random.Random(design.seed)
+    kernels: list[Kernel] = [EMPTY]
+    if space.baseline.l >= 1:
+        for kind in ("first", "inner") if space.baseline.l > 1 else ("first",):
+            fs, ss = conv_axes(space, kind)
+            for k in range(1, space.baseline.k + 1):
+                cells = {(f, s) for f in fs for s in _spread(ss, design.full_s)}
+                some_f = set(rng.sample(fs[:-1], min(design.full_f - 1, len(fs) - 1))) | {fs[-1]}
+                cells |= {(f, s) for f in some_f for s in ss}
+                rest = sorted({(f, s) for f in fs for s in ss} - cells)
+                cells |= set(rng.sample(rest, round(design.share * len(rest))))
+                make = (lambda f, s, k=k: first(f, s, k, in_channels)) if kind == "first" else (lambda f, s, k=k: inner(f, s, k))
+                kernels += [make(f, s) for f, s in sorted(cells)]
+    kernels += [classifier(n) for n in classifier_sizes(space, design.classifier_points)]
+    return kernels
+
+
+def plan_networks(space: Space, design: CalibrationDesign) -> list[Config]:
+    return random_from_space(space, design.networks, seed=NETWORK_SEED)
+
+
+@dataclass
+class Measured:
+    """One item's per-round statistics: the minimum and the median of `runs` timed runs."""
+
+    id: str
+    mins: list[float] = field(default_factory=list)
+    medians: list[float] = field(default_factory=list)
+    load_s: list[float] = field(default_factory=list)
+
+    @property
+    def value(self) -> float:
+        """The median over rounds of the per-round minimum: `round-min`, what the fits use."""
+        return float(np.median(self.mins))
+
+
+@dataclass
+class Calibration:
+    device: str
+    space: str
+    in_channels: int
+    design: dict
+    profile: dict
+    fingerprint: dict
+    started_at: str
+    duration_s: float
+    kernels: dict[str, dict]  # id -> kernel fields + rounds
+    networks: dict[str, dict]  # config csv -> rounds
+    statistic: str = "round-min"
+
+    @property
+    def hardware_id(self) -> str:
+        return str(self.fingerprint.get("hardware_id", ""))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> "Calibration":
+        fields = {k: payload[k] for k in cls.__dataclass_fields__ if k in payload}
+        return cls(**fields)
+
+
+def calibration_path(models_dir: Path, device: str, hardware_id: str) -> Path:
+    return Path(models_dir) / "fits" / f"{device}-{hardware_id}.calibration.json.gz"
+
+
+def _compact(values: list[float]) -> list[float]:
+    return [float(f"{v:.5g}") for v in values]
+
+
+def save_calibration(models_dir: Path, calibration: Calibration) -> Path:
+    """gzip-compressed JSON (format 1): ~13,000 kernels x rounds stay a few hundred kB."""
+    import gzip
+    import json
+
+    from cpbench.workspace.files import write_atomically
+    from cpbench.workspace.formats import stamp
+
+    payload = calibration.as_dict()
+    for group in ("kernels", "networks"):
+        for entry in payload[group].values():
+            for key in ("mins", "medians", "load_s"):
+                entry[key] = _compact(entry[key])
+    path = calibration_path(models_dir, calibration.device, calibration.hardware_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(stamp(payload, CALIBRATION_FORMAT), separators=(",", ":"), default=str)
+    write_atomically(path, gzip.compress(text.encode(), mtime=0))
+    return path
+
+
+def load_calibration(path: Path) -> Calibration:
+    import gzip
+    import json
+
+    from cpbench.workspace.formats import check_format
+
+    fix = "rerun 'cpbench calibrate'"
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path} ({exc.strerror or type(exc).__name__}); {fix}") from None
+    try:
+        payload = json.loads(gzip.decompress(raw).decode("utf-8"))
+    except (OSError, ValueError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise UsageError(f"{path} is not a gzip-compressed cpbench calibration ({first_line(exc)}); {fix}") from None
+    if not isinstance(payload, dict):
+        raise UsageError(f"{path} does not hold a cpbench calibration; {fix}")
+    check_format(payload, CALIBRATION_FORMAT, str(path), fix)
+    try:
+        return Calibration.from_dict(payload)
+    except TypeError as exc:
+        raise UsageError(f"{path} is not a complete calibration ({first_line(exc)}); {fix}") from None
+
+
+def _settings(design: CalibrationDesign) -> MeasureSettings:
+    return MeasureSettings(warmup_runs=design.warmup_runs, warmup_time_s=0.0, min_time_s=0.0, min_runs=design.runs,
+                           max_runs=design.runs, max_time_s=60.0)
+
+
+def _calibration_worker(connection, items: list[tuple[str, bytes]], profile: Profile, settings: MeasureSettings) -> None:
+    """A fresh process: time each graph alone, send (id, min, median, load) back one at a time."""
+    from cpbench.timing.protocol import measure
+    from cpbench.timing.runner import _detach_from_signals
+    from cpbench.timing.runtimes import get_runtime, make_inputs
+
+    _detach_from_signals()
+    runtime = get_runtime(profile.runtime)
+    with tempfile.TemporaryDirectory(prefix="cpbench-calibrate-") as folder:
+        try:
+            for index, (item_id, graph) in enumerate(items):
+                path = Path(folder) / f"{index}.onnx"
+                path.write_bytes(graph)
+                inputs = make_inputs(path, 1, 0)
+                loaded = runtime.load(path, profile, inputs)
+                raw = measure(loaded.run, settings)
+                times = np.asarray(raw.times_s)
+                connection.send(("ok", item_id, float(times.min()), float(np.median(times)), float(loaded.load_s)))
+                del loaded
+                path.unlink()
+        except DeviceUnavailable as exc:
+            connection.send(("device", str(exc)))
+        except Exception as exc:
+            connection.send(("error", first_line(exc)[:500]))
+        finally:
+            connection.close()
+
+
+def _run_chunk(items: list[tuple[str, bytes]], profile: Profile, settings: MeasureSettings, on_item) -> None:
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_calibration_worker, args=(sender, items, profile, settings), daemon=True)
+    process.start()
+    sender.close()
+    try:
+        received = 0
+        while received < len(items):
+            if not receiver.poll(300):
+                raise UsageError(f"calibration worker gave no result within 300 s under '{profile.name}'; "
+                                 "the machine is overloaded or the runtime hangs")
+            message = receiver.recv()
+            if message[0] == "device":
+                raise DeviceUnavailable(message[1])
+            if message[0] == "error":
+                raise UsageError(f"calibration failed under '{profile.name}': {message[1]}")
+            on_item(*message[1:])
+            received += 1
+    except EOFError:
+        raise UsageError(f"calibration worker crashed under '{profile.name}' (exit code {process.exitcode})") from None
+    finally:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+def _time_network(config: Config, in_channels: int, profile: Profile, folder: Path, on_item) -> None:
+    """One round of one calibration network under the profile's own measurement settings, in a fresh
+    worker: what `cpbench time` does with one round (the test configs of benchmarks are timed so)."""
+    from cpbench.timing.runner import TimingTarget, time_in_worker
+
+    path = folder / f"{config.id}.onnx"
+    if not path.exists():
+        path.write_bytes(network_graph(config, in_channels).SerializeToString())
+    single = profile.with_overrides(measure=replace(profile.measure, rounds=1, max_rounds=0))
+    timing = time_in_worker(TimingTarget(config.id, path), single)
+    if timing.status != "ok":
+        raise UsageError(f"calibration network {config.as_csv()} failed under '{profile.name}': {timing.error}")
+    summary = timing.rounds[0]
+    on_item(f"net:{config.as_csv()}", summary["fixed_min_s"], summary["fixed_median_s"], float(timing.load_s or 0.0))
+
+
+def calibrate(profile: Profile, space: Space, design: CalibrationDesign, in_channels: int = 1, observer=None) -> Calibration:
+    """Measure every planned kernel and network `design.rounds` times, each round in a new order and
+    new processes. `observer(done, total)` is told as items finish. Raises DeviceUnavailable
+    before any number exists when the profile's device is not here."""
+    from cpbench.timing.environment import fingerprint
+
+    if profile.batch != 1:
+        raise UsageError(f"kernel calibration is for latency at batch 1; profile '{profile.name}' has batch {profile.batch}: "
+                         f"use --batch 1")
+    kernels = plan_kernels(space, design, in_channels)
+    networks = plan_networks(space, design)
+    graphs: dict[str, bytes] = {k.id: kernel_graph(k).SerializeToString() for k in kernels}
+    measured = {item: Measured(item) for item in graphs}
+    measured.update({f"net:{c.as_csv()}": Measured(f"net:{c.as_csv()}") for c in networks})
+    settings = _settings(design)
+    started = time.perf_counter()
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    total, done = (len(graphs) + len(networks)) * design.rounds, 0
+
+    def on_item(item_id: str, minimum: float, median: float, load_s: float) -> None:
+        nonlocal done
+        entry = measured[item_id]
+        entry.mins.append(minimum)
+        entry.medians.append(median)
+        entry.load_s.append(load_s)
+        done += 1
+        if observer:
+            observer(done, total)
+
+    order = list(graphs)
+    with tempfile.TemporaryDirectory(prefix="cpbench-calibrate-networks-") as folder:
+        for round_index in range(design.rounds):
+            random.Random(design.seed * 1000 + round_index).shuffle(order)
+            for start in range(0, len(order), design.chunk):
+                _run_chunk([(i, graphs[i]) for i in order[start:start + design.chunk]], profile, settings, on_item)
+            for config in networks:  # whole networks exactly as `cpbench time` measures a model, so the
+                _time_network(config, in_channels, profile, Path(folder), on_item)  # composition learns that protocol
+    by_id = {k.id: k for k in kernels}
+    return Calibration(
+        device=profile.name, space=space.name, in_channels=in_channels, design=asdict(design), profile=profile.as_dict(),
+        fingerprint=fingerprint(), started_at=started_at, duration_s=time.perf_counter() - started,
+        kernels={i: {**asdict(by_id[i]), "mins": m.mins, "medians": m.medians, "load_s": m.load_s}
+                 for i, m in measured.items() if i in by_id},
+        networks={i[4:]: {"mins": m.mins, "medians": m.medians, "load_s": m.load_s}
+                  for i, m in measured.items() if i.startswith("net:")},
+    )

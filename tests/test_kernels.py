@@ -1,0 +1,163 @@
+"""The kernel-level latency model: kernels are the exporter's own graph pieces, the table and the
+composition recover known answers, and `cpbench calibrate` feeds predict and recommend."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cpbench.family.config import FASHION_MNIST, Config
+from cpbench.family.kernels import classifier, first, inner, kernel_graph, kernels_of, network_graph
+from cpbench.fitting.kernel_model import complete, fit_kernel_model
+from cpbench.timing.calibration import Calibration, CalibrationDesign, conv_axes, load_calibration, plan_kernels, save_calibration
+
+
+def _ops(model) -> list[tuple]:
+    from onnx import helper
+
+    return [(n.op_type, sorted((a.name, str(helper.get_attribute_value(a))) for a in n.attribute)) for n in model.graph.node]
+
+
+@pytest.mark.parametrize("config", [Config(6, 12, 4, 2), Config(3, 9, 3, 3), Config(5, 8, 1, 1)])
+def test_the_network_built_from_kernels_is_the_exported_network(config, tmp_path):
+    """Same nodes, attributes and output as the torch export, so kernels time what the family runs."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from cpbench.build.onnx_export import export_onnx
+    from cpbench.family.network import build_family_model
+
+    net = build_family_model(config).eval()
+    exported = export_onnx(net, (1, config.s, config.s)).proto
+    ours = network_graph(config)
+    assert _ops(ours) == _ops(exported)
+    # and it computes the same function when given the same weights
+    weights = {i.name: onnx.numpy_helper.to_array(i) for i in exported.graph.initializer}
+    ordered = [weights[name] for name in sorted(weights, key=lambda n: [i.name for i in exported.graph.initializer].index(n))]
+    for init, value in zip(ours.graph.initializer, ordered):
+        init.CopyFrom(onnx.numpy_helper.from_array(value, init.name))
+    x = np.random.default_rng(0).standard_normal((1, 1, config.s, config.s)).astype(np.float32)
+    ref = net(torch.from_numpy(x)).detach().numpy()
+    got = ort.InferenceSession(ours.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    assert np.allclose(got, ref, atol=1e-4)
+
+
+def test_a_config_is_its_first_block_inner_blocks_and_classifier():
+    assert kernels_of(Config(8, 28, 3, 3)) == [first(8, 28, 3), inner(8, 14, 3), inner(8, 7, 3), classifier(8 * 3 * 3)]
+    assert kernels_of(Config(5, 9, 2, 1)) == [first(5, 9, 2), classifier(5 * 4 * 4)]
+    for kernel in kernels_of(Config(4, 10, 5, 2)):
+        kernel_graph(kernel)  # every kernel builds
+
+
+def test_the_calibration_plan_covers_every_f_and_s_the_space_uses():
+    kernels = plan_kernels(FASHION_MNIST, CalibrationDesign())
+    for kind in ("first", "inner"):
+        fs, ss = conv_axes(FASHION_MNIST, kind)
+        for k in range(1, 6):
+            cells = {(x.f, x.s) for x in kernels if x.kind == kind and x.k == k}
+            assert cells == {(f, s) for f in fs for s in ss}
+    # every block of every config of the integer space is in the plan
+    planned = {x for x in kernels}
+    for config in [Config(1, 2, 1, 1), Config(64, 28, 5, 3), Config(37, 9, 4, 3), Config(2, 4, 2, 2)]:
+        assert all(x in planned or x.kind == "classifier" for x in kernels_of(config))
+
+
+def test_low_rank_completion_recovers_a_matrix_it_saw_a_third_of():
+    rng = np.random.default_rng(1)
+    a, b = rng.uniform(1, 3, 40), rng.uniform(0.5, 2, 40)
+    shape = np.linspace(1, 9, 15) ** 2
+    truth = a[:, None] * 5 + b[:, None] * shape[None, :]  # overhead(f) + work(f) * shape(s): rank 2
+    mask = rng.random(truth.shape) < 0.35
+    mask[:, [0, 7, 14]] = True
+    mask[[3, 20], :] = True
+    completed, rank, cv = complete(truth, mask)
+    assert rank >= 2 and cv < 0.02
+    assert np.max(np.abs(completed[~mask] / truth[~mask] - 1)) < 0.02
+
+
+def _synthetic_calibration(noise: float, seed: int = 0) -> tuple[Calibration, callable]:
+    """Kernel times from a known cost law, networks = a known composition of them plus noise."""
+    rng = np.random.default_rng(seed)
+    empty = 4e-6
+
+    def cost(kernel) -> float:
+        if kernel.kind == "empty":
+            return empty
+        if kernel.kind == "classifier":
+            return empty + 0.5e-6 + kernel.features * 2e-10
+        jump = 0.6 if kernel.f % 8 == 0 else 1.0  # a runtime's channel-count jumps, unknown to the model
+        return empty + 1e-6 + jump * kernel.c_in * kernel.f * kernel.k**2 * kernel.s**2 * 4e-12
+
+    def network(config: Config) -> float:
+        parts = kernels_of(config)
+        return empty * 0.8 + sum(cost(p) - empty for p in parts) * 1.05 - 0.3e-6 * (config.l - 1)
+
+    design = CalibrationDesign(networks=40)
+    kernels = plan_kernels(FASHION_MNIST, design)
+    from cpbench.timing.calibration import plan_networks
+
+    calibration = Calibration(
+        device="sim", space="fashionmnist", in_channels=1, design={}, profile={}, fingerprint={"hardware_id": "sim", "hardware": {"cpu": "sim"}},
+        started_at="", duration_s=0.0,
+        kernels={k.id: {"kind": k.kind, "f": k.f, "s": k.s, "k": k.k, "c_in": k.c_in, "features": k.features,
+                        "mins": [cost(k) * (1 + rng.normal(0, noise)) for _ in range(3)], "medians": [], "load_s": []} for k in kernels},
+        networks={c.as_csv(): {"mins": [network(c) * (1 + rng.normal(0, noise)) for _ in range(3)], "medians": [], "load_s": []}
+                  for c in plan_networks(FASHION_MNIST, design)},
+    )
+    return calibration, network
+
+
+def test_the_kernel_model_predicts_unseen_networks_of_a_known_law_and_its_interval_covers():
+    from cpbench.family.config import random_from_space
+
+    calibration, network = _synthetic_calibration(noise=0.01)
+    model = fit_kernel_model(calibration)
+    unseen = random_from_space(FASHION_MNIST, 200, seed=5, exclude={Config.parse(c) for c in calibration.networks})
+    truth = np.array([network(c) for c in unseen])
+    predicted = model.predict_configs(unseen)
+    ape = np.abs(predicted / truth - 1)
+    assert ape.mean() < 0.02 and ape.max() < 0.06
+    assert model.kfold.mape < 0.03
+    assert model.interval_coverage >= 0.8
+
+
+def test_a_calibration_round_trips_through_its_file_and_refuses_another_format(tmp_path):
+    import gzip
+
+    from cpbench.errors import UsageError
+
+    calibration, _ = _synthetic_calibration(noise=0.0)
+    path = save_calibration(tmp_path, calibration)
+    again = load_calibration(path)
+    assert again.networks.keys() == calibration.networks.keys() and len(again.kernels) == len(calibration.kernels)
+    payload = json.loads(gzip.decompress(path.read_bytes()))
+    payload["format"] = 99
+    path.write_bytes(gzip.compress(json.dumps(payload).encode()))
+    with pytest.raises(UsageError, match="format 99"):
+        load_calibration(path)
+    path.write_bytes(b"not gzip")
+    with pytest.raises(UsageError, match="not a gzip-compressed cpbench calibration"):
+        load_calibration(path)
+
+
+def test_calibrate_then_predict_and_recommend_use_this_machines_calibration(cli, tmp_path):
+    ws = tmp_path / "ws"
+    done = cli("calibrate", "--device", "cpu-1thread", "--rounds", "1", "--runs", "5", "--networks", "8",
+               "--share", "0.02", "-w", str(ws), "--json", timeout=600)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["model"] == "kernel" and summary["networks"] == 8 and summary["statistic"] == "round-min"
+    assert summary["kfold"]["n"] == 8 and summary["file"].endswith(".calibration.json.gz")
+    done = cli("predict", "--device", "cpu-1thread", "-c", "16,20,3,2", "-w", str(ws), "--json")
+    assert done.returncode == 0, done.stderr
+    prediction = json.loads(done.stdout)
+    assert prediction["model"] == "kernel" and prediction["warning"] is None
+    assert 0 < prediction["predictions"][0]["low_s"] <= prediction["predictions"][0]["predicted_s"]
+    done = cli("recommend", "--device", "cpu-1thread", "--target", "0.90", "-w", str(ws), "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["time_model"] == "kernel"
+    assert not any("calibration of" in w for w in result["warnings"])  # this machine's own: no other-machine warning
