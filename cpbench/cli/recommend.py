@@ -75,8 +75,7 @@ def recommend_command(
 ) -> None:
     """The fastest config on a device likely (--confidence) to reach a precision target when trained (paper 000 eq. 7)."""
     from cpbench.cli.views.precision import recommendation_view
-    from cpbench.fitting.device_fit import other_predictors
-    from cpbench.fitting.predictors import time_predictor
+    from cpbench.fitting.predictors import other_time_predictors, time_predictor
     from cpbench.fitting.precision_predictor import load_precision
     from cpbench.optimize.recommend import recommend, resolve_target
     from cpbench.optimize.search import GRIDS
@@ -93,7 +92,7 @@ def recommend_command(
     profile = load_profile(device, ws.profiles_dir)
     chosen = time_predictor(profile, ws.models_dir, fingerprint()["hardware_id"])
     time_model = chosen.predictor
-    others = other_predictors(ws.profiles_dir, profile.name)
+    others = other_time_predictors(ws.profiles_dir, ws.models_dir, fingerprint()["hardware_id"], profile.name)
     space = space_of(precision.dataset, precision.space)
     result = recommend(space, time_model, precision, goal, rule, top, grid, others, extrapolate, confidence)
     result.warnings[:0] = notes

@@ -27,8 +27,8 @@ from cpbench.family.config import Config
 from cpbench.fitting.metrics import ErrorMetrics, error_metrics, kfold_indices
 from cpbench.timing.calibration import Calibration
 
-RANKS = (1, 2, 3, 4, 5)
-ALS_ITERATIONS = 60
+RANKS = (1, 2, 3, 4)
+ALS_ITERATIONS = 40
 RIDGE = 1e-6
 COMPOSITION_TERMS = ("constant", "first", "inner", "classifier", "boundaries")
 

@@ -80,3 +80,20 @@ def time_predictor(profile, models_dir: Path, hardware_id: str) -> Chosen:
         f"hardware id {fitted.get('hardware_id')}" if _shipped(profile) else None)
     return Chosen(chosen, f"{mismatch}; its times are that machine's, not this one's: {calibration_hint(profile.name)}"
                   if mismatch else None, f"the [fitted] table of profile '{profile.name}'")
+
+
+def other_time_predictors(profiles_dir: Path, models_dir: Path, hardware_id: str, exclude: str) -> dict[str, object]:
+    """The time model of every other profile, chosen by the same rule: their picks go beside this
+    one's. A profile that does not load, or has no time model at all, is left out."""
+    from cpbench.errors import UsageError
+    from cpbench.timing.profiles import loadable_profiles
+
+    out = {}
+    for other in loadable_profiles(profiles_dir)[0]:
+        if other.name == exclude:
+            continue
+        try:
+            out[other.name] = time_predictor(other, models_dir, hardware_id).predictor
+        except UsageError:
+            continue
+    return out

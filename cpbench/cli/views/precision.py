@@ -78,7 +78,7 @@ def recommendation_view(result, verification=None) -> Group:
              f"searched {result.candidates:,} configs ({result.grid} grid) in {result.evaluate_s * 1e3:.1f} ms "
              f"({result.configs_per_s:,.0f} configs/s); time model {result.time_model}, precision model {result.precision_model}"]
     for device, config in result.other_devices.items():
-        lines.append(f"on '{device}' the pick for the same target is [bold]{config}[/] (from that profile's fit): the best network depends on the device")
+        lines.append(f"on '{device}' the pick for the same target is [bold]{config}[/] (from that profile's time model): the best network depends on the device")
     lines += [f"[yellow]warning:[/] {w}" for w in result.warnings]
     parts = [Panel("\n".join(lines), title="recommendation", expand=False),
              picks_table(f"The {1 + len(result.alternatives)} fastest configs at least {result.confidence:.0%} likely to reach {result.target:.4f}", [pick, *result.alternatives])]
