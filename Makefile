@@ -52,6 +52,8 @@ bench: setup
 	$(BIN)/python benchmarks/count_speed.py
 	$(BIN)/python benchmarks/timing_overhead.py
 	$(BIN)/python benchmarks/openvino_agreement.py
+	$(BIN)/python benchmarks/kernel_model.py --device cpu-1thread
+	$(BIN)/python benchmarks/repeatability.py --device cpu-1thread
 	$(BIN)/python benchmarks/optimizer_speed.py
 	$(BIN)/python benchmarks/ray_executor.py
 
