@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-from cpbench.errors import calibration_hint
 from types import SimpleNamespace
 
+from cpbench.errors import calibration_hint
 from cpbench.fitting.device_fit import fit_record_path, hardware_mismatch, load_fit_record, predictor_from_profile
 from cpbench.fitting.kernel_model import KernelPredictor, fit_kernel_model
 from cpbench.timing.calibration import calibration_path, load_calibration

@@ -168,7 +168,11 @@ def recommend(space: Space, time_model: TimePredictor, precision: PrecisionPredi
             + "); its precision is an extrapolation: check it with --verify"
         )
     for name, other in (others or {}).items():
-        other_eval = evaluate_space(evaluated.candidates, precision.predict, other.predict, base, other.in_channels)
+        try:
+            other_eval = evaluate_space(evaluated.candidates, precision.predict, other.predict, base, other.in_channels)
+        except UsageError as exc:  # e.g. a kernel calibration of a smaller space: no pick there, said so
+            result.warnings.append(f"no pick shown for '{name}': {exc}")
+            continue
         try:
             their = other_eval.candidates.config(int(best_under(other_eval, target, 1, probability, confidence)[0]))
         except Infeasible:
