@@ -25,7 +25,7 @@ from cpbench.errors import UsageError
 from cpbench.family.closed_form import Layers
 from cpbench.family.config import Config
 from cpbench.fitting.metrics import ErrorMetrics, error_metrics, kfold_indices
-from cpbench.timing.calibration import Calibration
+from cpbench.timing.calibration import Calibration, round_min
 
 RANKS = (1, 2, 3, 4)
 ALS_ITERATIONS = 40
@@ -120,7 +120,6 @@ class KernelTable:
     @classmethod
     def from_calibration(cls, calibration: Calibration) -> "KernelTable":
         entries = list(calibration.kernels.values())
-        value = {e["kind"] + f"-{e['f']}-{e['s']}-{e['k']}-{e['features']}": float(np.median(e["mins"])) for e in entries}
         convs = {}
         for kind in ("first", "inner"):
             for k in sorted({e["k"] for e in entries if e["kind"] == kind}):
@@ -130,13 +129,13 @@ class KernelTable:
                 values = np.ones((f_max, s_max - s_min + 1))
                 mask = np.zeros_like(values, dtype=bool)
                 for e in cells:
-                    values[e["f"] - 1, e["s"] - s_min] = value[e["kind"] + f"-{e['f']}-{e['s']}-{e['k']}-{e['features']}"]
+                    values[e["f"] - 1, e["s"] - s_min] = round_min(e)
                     mask[e["f"] - 1, e["s"] - s_min] = True
                 completed, rank, cv = complete(values, mask)
                 completed = np.where(mask, values, np.maximum(completed, values[mask].min() * 0.5))
                 convs[(kind, k)] = ConvTable(kind, k, s_min, completed, mask, rank, cv)
-        fc = sorted((e["features"], float(np.median(e["mins"]))) for e in entries if e["kind"] == "classifier")
-        empty = [float(np.median(e["mins"])) for e in entries if e["kind"] == "empty"]
+        fc = sorted((e["features"], round_min(e)) for e in entries if e["kind"] == "classifier")
+        empty = [round_min(e) for e in entries if e["kind"] == "empty"]
         if not fc or not empty:
             raise UsageError("the calibration lacks the classifier or the empty call; rerun 'cpbench calibrate'")
         return cls(convs, np.array([n for n, _ in fc], float), np.array([t for _, t in fc]), empty[0])
@@ -216,7 +215,7 @@ def fit_kernel_model(calibration: Calibration, folds: int = 5, seed: int = 0) ->
     if len(configs) < len(COMPOSITION_TERMS) + 2:
         raise UsageError(f"the calibration timed {len(configs)} networks; the composition needs at least "
                          f"{len(COMPOSITION_TERMS) + 2}: rerun 'cpbench calibrate' with more --networks")
-    times = np.array([float(np.median(v["mins"])) for v in calibration.networks.values()])
+    times = np.array([round_min(v) for v in calibration.networks.values()])
     x = table.terms(Layers.of(configs, calibration.in_channels))
     coef = _relative_fit(x, times)
     out_of_fold = np.zeros(len(times))

@@ -60,6 +60,7 @@ def _kernel_row(path, source: str, here: str, precision, target: float | None) -
     from cpbench.family.closed_form import FEATURES, Layers
     from cpbench.family.config import Config
     from cpbench.fitting.predictors import kernel_predictor
+    from cpbench.timing.calibration import round_min
     from cpbench.fitting.time_models import MODELS, PAPER_000_ERROR, evaluate
 
     try:
@@ -68,7 +69,7 @@ def _kernel_row(path, source: str, here: str, precision, target: float | None) -
         return None
     calibration = predictor.kernel_model.calibration
     configs = [Config.parse(c) for c in calibration.networks]
-    times = np.array([float(np.median(v["mins"])) for v in calibration.networks.values()])
+    times = np.array([round_min(v) for v in calibration.networks.values()])
     macs = FEATURES["macs"](Layers.of(configs, calibration.in_channels))[:, None]
     linear = evaluate(MODELS["linear-rel"], macs, times, {})
     coefficients = linear.fitted.coefficients()
