@@ -93,6 +93,13 @@ def test_fresh_clone_answers_from_the_shipped_reference_fits(cli, tmp_path):
         assert r["pick"]["precision"] >= 0.85 and "shipped reference" in r["precision_source"]
         assert r["time_model"] == "kernel"
         assert any("shipped kernel calibration" in w and "not measured on this one" in w for w in r["warnings"])
+    from cpbench.fitting.predictors import reference_calibrations, time_predictor
+    from cpbench.timing.profiles import SHIPPED, load_profile
+
+    for device in ("cpu", "cpu-1thread", "openvino"):  # each profile answers from its own calibration, not a namesake's
+        assert [p.name.rsplit("-", 1)[0] for p in reference_calibrations(device)] == [device]
+        chosen = time_predictor(load_profile(device, SHIPPED), tmp_path / "models", "elsewhere").predictor
+        assert chosen.kernel_model.calibration.device == device
 
 
 def test_verify_trains_exports_and_times_the_pick(cli, calibrated):

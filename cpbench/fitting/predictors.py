@@ -37,13 +37,18 @@ def _shipped(profile) -> bool:
     return profile.path is not None and Path(profile.path).resolve().parent == Path(SHIPPED).resolve()
 
 
+SUFFIX = ".calibration.json.gz"
+
+
 def reference_calibrations(device: str) -> list[Path]:
-    return sorted(REFERENCE_FITS.glob(f"{device}-*.calibration.json.gz"))
+    """The shipped calibrations of exactly this profile: files are <device>-<hardware id>.calibration.json.gz
+    and a device name may hold dashes ('cpu-1thread' must not answer for 'cpu')."""
+    return sorted(p for p in REFERENCE_FITS.glob(f"{device}-*{SUFFIX}") if p.name[: -len(SUFFIX)].rsplit("-", 1)[0] == device)
 
 
 def _closest(paths: list[Path], hardware_id: str) -> Path:
     """The same hardware id if shipped, else the first (they name their CPU in the warning)."""
-    same = [p for p in paths if p.name.endswith(f"-{hardware_id}.calibration.json.gz")]
+    same = [p for p in paths if p.name.endswith(f"-{hardware_id}{SUFFIX}")]
     return (same or paths)[0]
 
 
