@@ -1,8 +1,8 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - install, fetch FashionMNIST if missing, then export the quick preset, recount paper 003,
-#                 time the models on the CPU (ONNX Runtime) and OpenVINO, fit time models to them (shown,
-#                 not written over the shipped reference fits), fit the precision model, recommend, and
-#                 write reports/demo/index.html
+#                 time the models on the CPU (ONNX Runtime) and OpenVINO, fit time models to them (saved
+#                 as this machine's fit in models/fits; the shipped reference calibrations are never
+#                 written), fit the precision model, recommend, and write reports/demo/index.html
 #   make test   - install, fetch FashionMNIST if missing, run the tests
 PYTHON ?= python3
 VENV ?= .venv
@@ -37,7 +37,7 @@ demo: setup
 	$(BIN)/cpbench zoo table
 	$(BIN)/cpbench time --device cpu --models 'family/*'
 	$(BIN)/cpbench time --device openvino --models 'family/*'
-	$(BIN)/cpbench fit --device cpu --no-write
+	$(BIN)/cpbench fit --device cpu
 	$(BIN)/cpbench fit-precision
 	$(BIN)/cpbench recommend --device cpu --max-drop 0.01
 	$(BIN)/cpbench recommend --device openvino --max-drop 0.01

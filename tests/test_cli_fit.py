@@ -11,7 +11,7 @@ import pytest
 from cpbench.family.config import Config
 from cpbench.timing.environment import fingerprint
 from cpbench.family.closed_form import FEATURES, Layers
-from cpbench.timing.profiles import FITTED_MARKER, SHIPPED, load_profile
+from cpbench.timing.profiles import SHIPPED, load_profile
 from cpbench.timing.runner import ModelTiming, TimingRun
 from cpbench.workspace.store import ModelRecord, Workspace
 from cpbench.timing.protocol import summarize
@@ -71,8 +71,9 @@ def workspace(tmp_path: Path) -> Workspace:
 
 
 def copy_hand_written(source: Path, target: Path) -> None:
-    """The shipped profile without its shipped [fitted] part: as a user writes a new one."""
-    target.write_text(source.read_text().split(FITTED_MARKER)[0].rstrip("\n") + "\n")
+    """A user's own copy of a shipped profile (settings only, as every profile now is)."""
+    assert "[fitted" not in source.read_text(), "shipped profiles hold settings only; fits live in models/fits"
+    target.write_text(source.read_text())
 
 
 def test_fit_gives_the_verdict_and_writes_the_profile_below_the_hand_written_part(cli, workspace):
@@ -90,17 +91,22 @@ def test_fit_gives_the_verdict_and_writes_the_profile_below_the_hand_written_par
     assert set(result["models"]["linear"]["leave_one_family_out"]) == {"l", "k"}
     assert result["models"]["eq1"]["normalised"]["alpha1"] > 0
 
-    text = (workspace.profiles_dir / "cpu.toml").read_text()
-    assert text.startswith(hand_written.rstrip("\n")) and text.count(FITTED_MARKER) == 1
-    fitted = tomllib.loads(text)["fitted"]
+    # the fit is saved as this machine's, apart from the profile, which stays as the user wrote it
+    assert (workspace.profiles_dir / "cpu.toml").read_text() == hand_written
+    here = fingerprint()["hardware_id"]
+    saved = workspace.models_dir / "fits" / f"cpu-{here}.json"
+    assert result["written"] == str(saved)
+    fitted = json.loads(saved.read_text())["fitted"]
     assert fitted["best"] == result["best"] and fitted["n"] == 60
-    assert fitted["fingerprint"]["hardware_id"] == fingerprint()["hardware_id"]
+    assert fitted["fingerprint"]["hardware_id"] == here
     assert {"date", "cpbench_version", "statistic", "runs"} <= set(fitted)
-    # a second fit replaces the fitted part, never duplicates it, and keeps the hand-written part
-    assert cli("fit", "--device", "cpu", "-w", str(workspace.root), "--statistic", "p10").returncode == 0
-    text = (workspace.profiles_dir / "cpu.toml").read_text()
-    assert text.count(FITTED_MARKER) == 1 and text.startswith(hand_written.rstrip("\n"))
-    assert tomllib.loads(text)["fitted"]["statistic"] == "p10"
+    # a second fit on this machine replaces this machine's record, says so, and still leaves the profile alone
+    again = json.loads(cli("fit", "--device", "cpu", "-w", str(workspace.root), "--statistic", "p10", "--json").stdout)
+    assert any("replaces the earlier fit" in w for w in again["warnings"])
+    assert json.loads(saved.read_text())["fitted"]["statistic"] == "p10"
+    assert (workspace.profiles_dir / "cpu.toml").read_text() == hand_written
+    listed = json.loads(cli("profiles", "list", "-w", str(workspace.root), "--json").stdout)
+    assert {r["name"]: r["time_model"] for r in listed}["cpu"] == "fit"
 
     shown = cli("profiles", "show", "cpu", "-w", str(workspace.root))
     assert shown.returncode == 0 and result["best"] in shown.stdout and "not proportional" in shown.stdout
@@ -114,14 +120,23 @@ def test_fit_gives_the_verdict_and_writes_the_profile_below_the_hand_written_par
         assert row["low_s"] <= row["predicted_s"] <= row["high_s"]
 
 
-def test_fit_warns_when_the_profile_was_fitted_on_other_hardware(cli, workspace):
+def test_a_fit_is_saved_per_machine_and_never_replaces_another_machines(cli, workspace):
     configs = random_configs(30, 1)
     add_run(workspace, "cpu", configs, truth(configs), hardware_id="another-machine")
     assert cli("fit", "--device", "cpu", "-w", str(workspace.root)).returncode == 0
+    fits = workspace.models_dir / "fits"
+    theirs = (fits / "cpu-another-machine.json").read_bytes()
     add_run(workspace, "cpu", configs, truth(configs), seed=1)
     done = cli("fit", "--device", "cpu", "-w", str(workspace.root), "--json", "--run", "cpu-synthetic-1")
     assert done.returncode == 0, done.stderr
-    assert any("other hardware" in w for w in json.loads(done.stdout)["warnings"])
+    here = fingerprint()["hardware_id"]
+    assert sorted(p.name for p in fits.glob("*.json")) == sorted(["cpu-another-machine.json", f"cpu-{here}.json"])
+    assert (fits / "cpu-another-machine.json").read_bytes() == theirs
+    # predict answers from this machine's fit, with no warning about another machine
+    predicted = json.loads(cli("predict", "--device", "cpu", "-c", "8,12,3,1", "-w", str(workspace.root), "--json").stdout)
+    assert predicted["warning"] is None and predicted["model"].startswith("layerwise")
+    named = json.loads(cli("predict", "--device", "cpu", "-c", "8,12,3,1", "--model", "linear", "-w", str(workspace.root), "--json").stdout)
+    assert named["model"] == "linear"  # a named model of this machine's saved fit
     default = json.loads(cli("fit", "--device", "cpu", "-w", str(workspace.root), "--json", "--no-write").stdout)
     assert default["hardware_ids"] == [fingerprint()["hardware_id"]]  # two machines' runs: this machine's, not both
     mixed = json.loads(cli("fit", "--device", "cpu", "-w", str(workspace.root), "--json", "--no-write",
@@ -143,7 +158,8 @@ def test_fit_bad_input(cli, workspace):
     assert_one_line_error(cli("predict", "--device", "cuda", "-c", "8,8,3,1", "-w", root), "no fitted time model", "cpbench fit --device cuda")
     assert_one_line_error(cli("profiles", "show", "nope", "-w", root), "no device profile 'nope'", "cpu")
     # nothing was written by the failed fits
-    assert FITTED_MARKER not in (workspace.profiles_dir / "cpu.toml").read_text()
+    assert not list((workspace.models_dir / "fits").glob("*.json")) if (workspace.models_dir / "fits").exists() else True
+    assert (workspace.profiles_dir / "cpu.toml").read_text() == (SHIPPED / "cpu.toml").read_text()
 
 
 def test_degenerate_timings_are_a_usage_error():

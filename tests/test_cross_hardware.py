@@ -33,10 +33,13 @@ def test_export_import_twice_lists_both_machines_once_and_keeps_each_fit(cli, tm
     machines = sorted(r["hardware_id"] for r in measured)
     assert machines == ["machine-a", "machine-b"]
     # fitting machine A's imported runs in B keeps B's own fit beside it
-    done = cli("fit", "--device", "cpu-1thread", "--machine", "machine-a", "--no-write", "-w", str(b.root), "--json")
+    own = (b.models_dir / "fits" / "cpu-1thread-machine-b.json").read_bytes()
+    done = cli("fit", "--device", "cpu-1thread", "--machine", "machine-a", "-w", str(b.root), "--json")
     assert done.returncode == 0, done.stderr
     fits = sorted(p.name for p in (b.models_dir / "fits").glob("*.json"))
     assert fits == ["cpu-1thread-machine-a.json", "cpu-1thread-machine-b.json"]
+    assert (b.models_dir / "fits" / "cpu-1thread-machine-b.json").read_bytes() == own
+    assert not any("[fitted" in p.read_text() for p in b.profiles_dir.glob("*.toml"))  # profiles stay settings only
     a1 = {r["hardware_id"]: r["alpha1"] for r in measured}
     assert a1["machine-b"] > a1["machine-a"]  # machine B is 1.6x slower, and its coefficients say so
     # runs from two machines are never fitted together by accident

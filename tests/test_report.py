@@ -60,17 +60,24 @@ def test_the_html_renders_with_its_images_in_headless_chromium(cli, calibrated, 
     assert blue.sum() > 200, "the plots did not load from their relative paths"
 
 
-def test_another_machines_reference_fit_is_never_shown_as_measured_here(tmp_path):
+def test_another_machines_fit_is_never_shown_as_measured_here(cli, tmp_path):
+    """An imported fit of another machine and the shipped calibrations: the report names them as
+    theirs, and the time section (this machine's fits only) says none was made here."""
     from cpbench.report.sections import build_report
     from cpbench.timing.profiles import SHIPPED
     from cpbench.workspace.store import Workspace
+    from test_cli_fit import add_run, copy_hand_written, random_configs, truth
 
     ws = Workspace(tmp_path)
     ws.profiles_dir.mkdir(parents=True)
-    text = (SHIPPED / "cpu.toml").read_text().replace('hardware_id = "', 'hardware_id = "elsewhere-', 1)
-    (ws.profiles_dir / "cpu.toml").write_text(text)
+    copy_hand_written(SHIPPED / "cpu-1thread.toml", ws.profiles_dir / "cpu-1thread.toml")
+    configs = random_configs(30, 3)
+    add_run(ws, "cpu-1thread", configs, truth(configs), hardware_id="elsewhere-machine")
+    assert cli("fit", "--device", "cpu-1thread", "--machine", "elsewhere-machine", "-w", str(tmp_path)).returncode == 0
     report = build_report(ws, "provenance")
     markdown = (report.folder / "report.md").read_text()
-    assert "another machine's reference fit, not measured here" in markdown
-    rows = [row for row in report.claims if "cpu on" in row[2] and "elsewhere-" in row[2]]
+    assert "no fit of 'cpu-1thread' was made on this machine" in markdown
+    rows = [row for row in report.claims if "elsewhere-machine" in row[2]]
     assert rows and all("another machine" in row[2] for row in rows)
+    shipped = [row for row in report.claims if "shipped reference calibration" in row[2]]
+    assert shipped and all("not measured here" in row[2] for row in shipped)

@@ -22,15 +22,15 @@ def fit_command(
     run: Annotated[Optional[list[str]], typer.Option("--run", help="Fit only these run ids (repeatable); default: every run of the device.")] = None,
     statistic: Annotated[str, typer.Option("--statistic", help="round-min (default: median over rounds of each round's min over a fixed count of runs) | min (the least disturbed run) | p10 | median (typical latency) | mean of each model's run times.")] = "round-min",
     folds: Annotated[int, typer.Option("--folds", help="k of the k-fold held-out evaluation.")] = 5,
-    write: Annotated[bool, typer.Option("--write/--no-write", help="Write the [fitted] table into the profile.")] = True,
+    write: Annotated[bool, typer.Option("--write/--no-write", help="Save the fit as the measured machine's (models/fits/<device>-<hardware id>.json); --no-write only shows it. The profile is never written.")] = True,
     machine: Annotated[Optional[str], typer.Option("--machine", help="Fit the runs of this hardware id (imported runs from another machine); default: this machine's.")] = None,
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
     """Fit time models to a device's timings, judge them on held-out configs, give the linearity verdict."""
-    from cpbench.fitting.device_fit import fit_device, fitted_table, hardware_mismatch, save_fit_record
+    from cpbench.fitting.device_fit import fit_device, fit_record_path, save_fit_record
     from cpbench.fitting.observations import load_observations
-    from cpbench.timing.profiles import load_profile, write_fitted
+    from cpbench.timing.profiles import load_profile
     from cpbench.cli.views.fit import fit_summary
     from cpbench.workspace.store import Workspace
 
@@ -52,17 +52,16 @@ def fit_command(
     configs = len({p.config for p in observations.family})
     if folds > configs:
         result.warnings.append(f"--folds {folds} is more than the {configs} configs timed: each fold holds one config (leave-one-out)")
-    mismatch = hardware_mismatch(profile.fitted, observations.fingerprint.get("hardware_id", ""))
-    if mismatch:
-        result.warnings.append(mismatch + "; this fit replaces it")
-    others = other_verdicts(ws, profile.name)
+    measured_on = observations.fingerprint.get("hardware_id") or "unknown"
+    others = other_verdicts(ws, profile.name, measured_on)
     written = None
-    ws.ensure_writable()
-    record = str(save_fit_record(ws.models_dir, result, observations))  # what the report reads; the profile is untouched
-    if write:
-        written = str(write_fitted(profile, ws.profiles_dir, fitted_table(result)))
+    if write:  # one record per (profile, machine): another machine's fit is never replaced by this one
+        ws.ensure_writable()
+        if fit_record_path(ws.models_dir, profile.name, measured_on).is_file():
+            result.warnings.append(f"replaces the earlier fit of '{profile.name}' on this machine ({measured_on})")
+        written = str(save_fit_record(ws.models_dir, result, observations))
     if as_json:
-        print_json({**result.as_dict(), "written": written, "record": record, "other_devices": others})
+        print_json({**result.as_dict(), "written": written, "record": written, "other_devices": others})
         return
     out.print(fit_summary(result, written))
     for other in others:
@@ -71,15 +70,22 @@ def fit_command(
                   f"best {other['best']} {other['best_mape']:.1%}")
 
 
-def other_verdicts(ws, exclude: str) -> list[dict]:
-    """The linearity evidence already fitted for the workspace's other profiles: the verdict may
-    differ by device and batch, and this puts them side by side."""
+def other_verdicts(ws, exclude: str, hardware_id: str) -> list[dict]:
+    """The linearity evidence already fitted on the same machine for the workspace's other profiles:
+    the verdict may differ by device and batch, and this puts them side by side."""
+    from cpbench.fitting.device_fit import load_fit_record
     from cpbench.timing.profiles import loadable_profiles
 
     rows = []
     for other in loadable_profiles(ws.profiles_dir)[0]:
-        name, fitted = other.name, other.fitted or {}
-        if name == exclude:
+        if other.name == exclude:
+            continue
+        try:
+            record = load_fit_record(ws.models_dir, other.name, hardware_id) or {}
+        except UsageError:
+            continue
+        name, fitted = other.name, record.get("fitted") or {}
+        if not isinstance(fitted, dict):
             continue
         models, law = fitted.get("models", {}), fitted.get("power_law")
         if not isinstance(models, dict) or not isinstance(law, dict) or "linear-rel" not in models or fitted.get("best") not in models:
@@ -114,9 +120,9 @@ def predict_command(
     ws = Workspace(workspace)
     profile = load_profile(device, ws.profiles_dir)
     if model and model != "kernel":
-        from cpbench.fitting.device_fit import predictor_from_profile
+        from cpbench.fitting.predictors import named_model_predictor
 
-        chosen_warning, predictor = None, predictor_from_profile(profile, model)
+        chosen_warning, predictor = None, named_model_predictor(profile, ws.models_dir, fingerprint()["hardware_id"], model)
     else:
         chosen = time_predictor(profile, ws.models_dir, fingerprint()["hardware_id"])
         chosen_warning, predictor = chosen.warning, chosen.predictor
@@ -160,21 +166,27 @@ def profiles_list(workspace: WorkspaceOption = Path("."), as_json: JsonOption = 
     """Every profile the workspace sees (its own first, then the shipped ones)."""
     from rich.table import Table
 
+    from cpbench.fitting.predictors import locate_time_model
+    from cpbench.timing.environment import fingerprint
     from cpbench.timing.profiles import loadable_profiles
     from cpbench.workspace.store import Workspace
 
     ws = Workspace(workspace)
+    here = fingerprint()["hardware_id"]
     profiles, warnings = loadable_profiles(ws.profiles_dir)
     for warning in warnings:
         err.print(f"warning: {warning}", soft_wrap=True, markup=False)
-    rows = [{"name": p.name, "runtime": p.runtime, "description": p.description, "path": str(p.path),
-             "fitted": (p.fitted or {}).get("best") if isinstance(p.fitted, dict) else None} for p in profiles]
+    rows = []
+    for p in profiles:
+        found = locate_time_model(p, ws.models_dir, here)
+        rows.append({"name": p.name, "runtime": p.runtime, "description": p.description, "path": str(p.path),
+                     "time_model": found.kind, "time_model_source": found.label})
     if as_json:
         print_json(rows)
         return
-    table = Table("profile", "runtime", "description", "fitted model", "file", title="Device profiles")
+    table = Table("profile", "runtime", "description", "time model here", "file", title="Device profiles")
     for r in rows:
-        table.add_row(r["name"], r["runtime"], r["description"], r["fitted"] or "-", r["path"])
+        table.add_row(r["name"], r["runtime"], r["description"], "-" if r["time_model"] == "none" else r["time_model_source"], r["path"])
     out.print(table)
 
 
@@ -184,13 +196,22 @@ def profiles_show(
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
-    """A profile's settings and, once `cpbench fit` ran, its fitted time models and verdict."""
-    from cpbench.timing.profiles import load_profile
+    """A profile's settings and which time model answers for it here; once `cpbench fit` ran on this
+    machine, that fit's models and verdict."""
     from cpbench.cli.views.fit import profile_panel
+    from cpbench.fitting.device_fit import load_fit_record
+    from cpbench.fitting.predictors import locate_time_model
+    from cpbench.timing.environment import fingerprint
+    from cpbench.timing.profiles import load_profile
     from cpbench.workspace.store import Workspace
 
-    profile = load_profile(name, Workspace(workspace).profiles_dir)
+    ws = Workspace(workspace)
+    here = fingerprint()["hardware_id"]
+    profile = load_profile(name, ws.profiles_dir)
+    found = locate_time_model(profile, ws.models_dir, here)
+    record = load_fit_record(ws.models_dir, profile.name, here) if found.kind == "fit" else None
+    fitted = (record or {}).get("fitted") or (profile.fitted if found.kind == "legacy-here" else None)
     if as_json:
-        print_json({**profile.as_dict(), "fitted": profile.fitted})
+        print_json({**profile.as_dict(), "time_model": found.kind, "time_model_source": found.label, "fitted": fitted})
         return
-    out.print(profile_panel(profile))
+    out.print(profile_panel(profile, fitted, found.label))

@@ -110,7 +110,7 @@ def recommend_command(
         from cpbench.optimize.verify import verify_pick
 
         with SweepProgress(err if as_json else out) as sweep_progress, TimingProgress(err) as timing_progress:
-            verification = verify_pick(ws, profile, result.pick, result.baseline, precision, data_dir, goal,
+            verification = verify_pick(ws, profile, time_model.statistic, result.pick, result.baseline, precision, data_dir, goal,
                                        list(range(verify_seeds)), sweep_progress, timing_progress)
     if as_json:
         print_json({**result.as_dict(), "verification": verification.as_dict() if verification else None})

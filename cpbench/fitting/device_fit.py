@@ -339,19 +339,3 @@ def hardware_mismatch(fitted: dict | None, hardware_id: str) -> str | None:
         cpu = fitted["fingerprint"].get("cpu", "another machine")
         return f"the profile's fitted models were measured on other hardware ({cpu})"
     return None
-
-
-def other_predictors(profiles_dir, exclude: str) -> dict[str, TimePredictor]:
-    """The time predictors of every other profile that has a usable fit: their picks go beside this one's.
-    A profile that does not load or holds no usable fit is left out."""
-    from cpbench.timing.profiles import loadable_profiles
-
-    out = {}
-    for other in loadable_profiles(profiles_dir)[0]:
-        if other.name == exclude or not other.fitted or "models" not in other.fitted:
-            continue
-        try:
-            out[other.name] = predictor_from_profile(other)
-        except UsageError:
-            continue
-    return out

@@ -1,11 +1,12 @@
 """Which time model answers for a profile on this machine, in one rule (predict, recommend, report):
 
 1. this machine's kernel calibration in the workspace (`cpbench calibrate`);
-2. this machine's fit saved by `cpbench fit` (models/fits/<device>-<hardware id>.json), or the
-   workspace profile's [fitted] table when this machine measured it;
+2. this machine's fit saved by `cpbench fit` (models/fits/<device>-<hardware id>.json), or a
+   [fitted] table of this machine in a workspace profile (written there by older
+   versions of cpbench; profiles now hold settings only);
 3. the shipped reference calibration of the closest machine (package data, one per machine it
    was measured on), with a warning naming its CPU;
-4. the profile's [fitted] table of another machine (or shipped), with a warning.
+4. such a legacy [fitted] table of another machine, with a warning.
 Another machine's times are never presented as this machine's.
 """
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-from cpbench.errors import calibration_hint
+from cpbench.errors import UsageError, calibration_hint
 from cpbench.fitting.device_fit import fit_record_path, hardware_mismatch, load_fit_record, predictor_from_profile
 from cpbench.fitting.kernel_model import KernelPredictor, fit_kernel_model
 from cpbench.timing.calibration import calibration_path, load_calibration
@@ -57,39 +58,75 @@ def kernel_predictor(path: Path, device: str | None = None, reference: bool = Fa
     return KernelPredictor(device or calibration.device, fit_kernel_model(calibration), str(path), reference)
 
 
-def time_predictor(profile, models_dir: Path, hardware_id: str) -> Chosen:
+@dataclass
+class Located:
+    """Where a profile's time model on this machine comes from, found without fitting anything."""
+
+    kind: str  # "calibration" | "fit" | "legacy-here" | "reference" | "legacy-elsewhere" | "none"
+    path: Path | None
+    label: str
+
+
+def locate_time_model(profile, models_dir: Path, hardware_id: str) -> Located:
+    """The rule of the module docstring, as a lookup: cheap enough for `profiles list`."""
     own = calibration_path(models_dir, profile.name, hardware_id)
     if own.exists():
-        return Chosen(kernel_predictor(own, profile.name, False), None, f"this machine's kernel calibration ({own})")
-    record = load_fit_record(models_dir, profile.name, hardware_id)
-    if record is not None and isinstance(record.get("fitted"), dict):
-        chosen = predictor_from_profile(SimpleNamespace(name=profile.name, fitted=record["fitted"]))
-        return Chosen(chosen, None, f"this machine's fit ({fit_record_path(models_dir, profile.name, hardware_id)})")
+        return Located("calibration", own, f"this machine's kernel calibration ({own})")
+    record = fit_record_path(models_dir, profile.name, hardware_id)
+    if record.is_file():
+        return Located("fit", record, f"this machine's fit ({record})")
     fitted = profile.fitted or {}
-    if fitted and fitted.get("hardware_id") == hardware_id and not _shipped(profile):
-        return Chosen(predictor_from_profile(profile), None, f"the [fitted] table of profile '{profile.name}', measured here")
+    if fitted and (fitted.get("fingerprint") or {}).get("hardware_id") == hardware_id and not _shipped(profile):
+        return Located("legacy-here", profile.path, f"the [fitted] table of profile '{profile.name}', measured here")
     shipped = reference_calibrations(profile.name)
     if shipped:
         path = _closest(shipped, hardware_id)
-        chosen = kernel_predictor(path, profile.name, True)
+        return Located("reference", path, f"shipped reference calibration {path.name}")
+    if fitted:
+        return Located("legacy-elsewhere", profile.path, f"the [fitted] table of profile '{profile.name}'")
+    return Located("none", None, "no time model")
+
+
+def time_predictor(profile, models_dir: Path, hardware_id: str) -> Chosen:
+    found = locate_time_model(profile, models_dir, hardware_id)
+    if found.kind == "calibration":
+        return Chosen(kernel_predictor(found.path, profile.name, False), None, found.label)
+    if found.kind == "fit":
+        record = load_fit_record(models_dir, profile.name, hardware_id)
+        if not isinstance(record.get("fitted"), dict):
+            raise UsageError(f"{found.path} holds no fit; rerun 'cpbench fit --device {profile.name}'")
+        return Chosen(predictor_from_profile(SimpleNamespace(name=profile.name, fitted=record["fitted"])), None, found.label)
+    if found.kind == "legacy-here":
+        return Chosen(predictor_from_profile(profile), None, found.label)
+    if found.kind == "reference":
+        chosen = kernel_predictor(found.path, profile.name, True)
         calibration = chosen.kernel_model.calibration
         cpu = (calibration.fingerprint.get("hardware") or {}).get("cpu", "another CPU")
         same = "a machine of the same hardware id" if calibration.hardware_id == hardware_id else "another machine"
         return Chosen(chosen, f"times predicted from the shipped kernel calibration of {same} ({cpu}, hardware id "
                               f"{calibration.hardware_id}), not measured on this one: {calibration_hint(profile.name)}",
-                      f"shipped reference calibration {path.name}")
-    chosen = predictor_from_profile(profile)
+                      found.label)
+    chosen = predictor_from_profile(profile)  # "none" raises the no-time-model error here
+    fitted = profile.fitted or {}
     mismatch = hardware_mismatch(fitted, hardware_id) or (
-        f"profile '{profile.name}' carries the [fitted] table shipped with cpbench, measured on another machine of "
+        f"profile '{profile.name}' carries a [fitted] table measured on another machine of "
         f"hardware id {fitted.get('hardware_id')}" if _shipped(profile) else None)
     return Chosen(chosen, f"{mismatch}; its times are that machine's, not this one's: {calibration_hint(profile.name)}"
-                  if mismatch else None, f"the [fitted] table of profile '{profile.name}'")
+                  if mismatch else None, found.label)
+
+
+def named_model_predictor(profile, models_dir: Path, hardware_id: str, model: str):
+    """One named model of this machine's fit (`predict --model layerwise`), or of a legacy [fitted]
+    table in the profile; never another machine's record."""
+    record = load_fit_record(models_dir, profile.name, hardware_id)
+    if record is not None and isinstance(record.get("fitted"), dict):
+        return predictor_from_profile(SimpleNamespace(name=profile.name, fitted=record["fitted"]), model)
+    return predictor_from_profile(profile, model)
 
 
 def other_time_predictors(profiles_dir: Path, models_dir: Path, hardware_id: str, exclude: str) -> dict[str, object]:
     """The time model of every other profile, chosen by the same rule: their picks go beside this
     one's. A profile that does not load, or has no time model at all, is left out."""
-    from cpbench.errors import UsageError
     from cpbench.timing.profiles import loadable_profiles
 
     out = {}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from cpbench.errors import CpbenchError
-from cpbench.fitting.observations import DEFAULT_STATISTIC, statistic_of
+from cpbench.fitting.observations import statistic_of
 
 TEST_SE = 0.003  # one standard error of a FashionMNIST test accuracy near 0.93 (10,000 images)
 
@@ -56,9 +56,10 @@ class Verification:
                 "reached_target": self.reached, "speedup_in_interval": self.speedup_in_interval, "tolerance": TEST_SE}
 
 
-def verify_pick(ws, profile, pick, baseline_pick, precision, data_dir: Path | None, target: float,
+def verify_pick(ws, profile, statistic: str, pick, baseline_pick, precision, data_dir: Path | None, target: float,
                 seeds: list[int], sweep_observer=None, timing_observer=None) -> Verification:
-    """Progress goes to the observers (the CLI passes its progress bars; None: silent)."""
+    """`statistic` is the one the time model predicts (so measured and predicted speed-ups compare).
+    Progress goes to the observers (the CLI passes its progress bars; None: silent)."""
     from cpbench.build.plan import plan_export
     from cpbench.build.sweep import run_sweep
     from cpbench.timing.runner import TimingTarget, run_timing
@@ -72,7 +73,6 @@ def verify_pick(ws, profile, pick, baseline_pick, precision, data_dir: Path | No
     if failed:
         raise CpbenchError(f"--verify could not train and export {failed[0].job.label}: {failed[0].error}")
     trained, base = [o.record for o in summary.outcomes[:-1]], summary.outcomes[-1].record
-    statistic = (profile.fitted or {}).get("statistic", DEFAULT_STATISTIC)
     targets = [TimingTarget(r.name, ws.root / r.file, r.sha256, r.macs) for r in (trained[0], base)]
     with ws.open_store() as store:
         run = run_timing(store, profile.name, profile, targets, observer=timing_observer)

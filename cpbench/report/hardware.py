@@ -17,7 +17,7 @@ class HardwareRow:
     cpu: str
     hardware_id: str
     profile: str
-    source: str  # "this workspace's fit" | "profile's [fitted] table (reference)"
+    source: str  # "this workspace's fit" | "this workspace's calibration" | "shipped reference calibration" | legacy [fitted]
     measured_here: bool
     alpha1: float | None
     alpha1_ci: tuple[float, float] | None
@@ -110,8 +110,9 @@ def _row(fitted: dict, device: str, hardware_id: str, cpu: str, source: str, her
 
 
 def hardware_rows(ws, here: str, precision=None, target: float | None = None) -> list[HardwareRow]:
-    """This workspace's saved fits (models/fits, one per machine and profile), then the profiles'
-    [fitted] tables for (machine, profile) pairs not already listed."""
+    """This workspace's calibrations and saved fits (models/fits, one per machine and profile), the
+    shipped reference calibrations, then any legacy [fitted] table a workspace profile still holds
+    (written by older versions of cpbench) for (machine, profile) pairs not already listed."""
     from cpbench.timing.profiles import loadable_profiles
     from cpbench.workspace.formats import check_format
 
@@ -147,5 +148,5 @@ def hardware_rows(ws, here: str, precision=None, target: float | None = None) ->
             continue
         seen.add(key)
         rows.append(_row(fitted, profile.name, fp.get("hardware_id", ""), fp.get("cpu", "?"),
-                         "profile's [fitted] table (reference)", here, precision, target))
+                         "a legacy [fitted] table in the profile (older cpbench; not verified here)", here, precision, target))
     return rows

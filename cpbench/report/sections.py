@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from cpbench import __version__
 from cpbench.errors import UsageError, calibration_hint
 from cpbench.report.writers import to_html, to_markdown
 
@@ -58,7 +57,8 @@ def _us(value: float) -> str:
 
 
 def time_sections(ws, folder: Path, claims: list[list[str]]) -> list[Section]:
-    """Reads each profile's [fitted] table and this machine's saved fit record (`cpbench fit`): no refit."""
+    """Reads this machine's saved fit record of each profile (`cpbench fit`): no refit. Other
+    machines' fits and the shipped calibrations are in the hardware section, named as theirs."""
     from cpbench.fitting.device_fit import load_fit_record
     from cpbench.fitting.metrics import error_metrics
     from cpbench.fitting.time_models import MODELS
@@ -71,17 +71,22 @@ def time_sections(ws, folder: Path, claims: list[list[str]]) -> list[Section]:
     for profile in loadable_profiles(ws.profiles_dir)[0]:
         name = profile.name
         section = Section(f"Time model: {name} ({profile.description or profile.runtime})")
-        fitted = profile.fitted
-        if not fitted or "models" not in fitted:
+        try:
+            record = load_fit_record(ws.models_dir, name, here)
+        except UsageError as exc:
+            record = None
+            section.missing.append(str(exc))
+        fitted = (record or {}).get("fitted")
+        if not isinstance(fitted, dict) or "models" not in fitted:
             section.missing.append(
-                f"no fitted time model for '{name}': {calibration_hint(name)}"
+                f"no fit of '{name}' was made on this machine ({here}); the hardware section lists other machines' "
+                f"fits and calibrations, named as theirs: {calibration_hint(name)}"
             )
             sections.append(section)
             continue
         fp = fitted.get("fingerprint", {})
-        origin = "measured on this machine" if fp.get("hardware_id") == here else "**another machine's reference fit, not measured here**"
         section.paragraphs.append(
-            f"Fitted {fitted.get('date')} on {fp.get('cpu', '?')} ({fp.get('logical_cores', '?')} logical cores; {origin}), "
+            f"Fitted {fitted.get('date')} on {fp.get('cpu', '?')} ({fp.get('logical_cores', '?')} logical cores; measured on this machine), "
             f"batch {fitted.get('batch')}, {fitted.get('n')} configs, statistic: {fitted.get('statistic')} of each model's runs."
         )
         section.paragraphs.append(f"**Verdict.** {fitted.get('verdict', '')}")
@@ -98,14 +103,6 @@ def time_sections(ws, folder: Path, claims: list[list[str]]) -> list[Section]:
         section.tables.append((["model", "weights", "α1 (s/MAC) [95 %]", "α0 (s) [95 %]", "R² fit", "MAPE held out",
                                 "max error", "±10 %", "MAPE l out", "MAPE k out"], rows))
         # the per-machine claim rows come from hardware_section, one per (machine, profile) fit
-        record = load_fit_record(ws.models_dir, name, here)
-        if record is None:
-            theirs = fp.get("hardware_id")
-            where = "this machine" if theirs == here else f"another machine ({fp.get('cpu', 'unknown CPU')})"
-            section.missing.append(f"the fit above was measured on {where}; no fit of '{name}' was made here to plot: "
-                                   f"{calibration_hint(name)}")
-            sections.append(section)
-            continue
         points = record["points"]
         macs = np.array([p["macs"] for p in points], float)
         measured = np.array([p["measured_s"] for p in points])
@@ -280,7 +277,8 @@ def hardware_section(ws, folder: Path, precision, claims: list[list[str]]) -> Se
         return section
     table, lines = [], {}
     for r in rows:
-        where = "this machine" if r.measured_here else "another machine"
+        where = ("this machine" if r.measured_here else "not measured here: a machine of this hardware id"
+                 if r.hardware_id == fingerprint()["hardware_id"] else "not measured here: another machine")
         table.append([f"{r.cpu} ({r.hardware_id}, {where})", r.profile, r.source,
                       "-" if r.alpha1 is None else f"{r.alpha1:.3g}", "-" if r.alpha0 is None else _us(r.alpha0),
                       "-" if r.affine_mape is None else _pct(r.affine_mape),

@@ -1,8 +1,11 @@
 """Device profiles: profiles/<name>.toml says how to run a model (runtime, provider or device,
 threads, batch, graph optimisation, runtime options, measurement settings).
 
-Humans write the top of the file; `cpbench fit` will add a [fitted] table. Every key is checked:
-a typo or a wrong type is an error that names the key, never a silently ignored setting.
+A profile holds settings only, written by hand; what is measured lives apart, per machine, in
+the workspace's models/fits (`cpbench fit`, `cpbench calibrate`). A [fitted] table that older
+versions of cpbench wrote into a profile is still read (as that machine's fit), never written.
+Every key is checked: a typo or a wrong type is an error that names the key, never a silently
+ignored setting.
 """
 
 from __future__ import annotations
@@ -169,69 +172,3 @@ def loadable_profiles(folder: Path) -> tuple[list[Profile], list[str]]:
         except UsageError as exc:
             warnings.append(f"skipped: {exc}")
     return profiles, warnings
-
-
-# ---- the [fitted] table that `cpbench fit` writes -------------------------------------------------
-
-FITTED_MARKER = "# ---- everything below is written by 'cpbench fit'; edit the part above ----"
-
-
-def _toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if value != value:  # NaN
-            return "nan"
-        if value in (float("inf"), float("-inf")):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def _toml_key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
-
-
-def dump_table(name: str, table: dict) -> str:
-    """A TOML table: its values first (small flat dicts inline), then each sub-table under its own header."""
-    def inline(value: object) -> bool:
-        return not isinstance(value, dict) or (all(not isinstance(v, dict) for v in value.values()) and len(value) <= 4)
-
-    lines = [f"[{name}]"] + [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items() if v is not None and inline(v)]
-    text = "\n".join(lines) + "\n"
-    for key, child in table.items():
-        if not inline(child):
-            text += "\n" + dump_table(f"{name}.{_toml_key(key)}", child)
-    return text
-
-
-def write_fitted(profile: Profile, workspace_profiles: Path, fitted: dict) -> Path:
-    """Replace the profile's [fitted] table, keeping every hand-written line above it. A shipped
-    profile is first copied into the workspace, so the package's own files are never rewritten
-    from another workspace."""
-    source = profile.path
-    if source is None:
-        raise UsageError(f"profile '{profile.name}' has no file to write to")
-    target = source
-    if source.resolve().parent != workspace_profiles.resolve():
-        target = workspace_profiles / f"{profile.name}.toml"
-    text = source.read_text()
-    if FITTED_MARKER in text:
-        text = text[: text.index(FITTED_MARKER)]
-    elif "\n[fitted" in "\n" + text:
-        raise UsageError(f"{source} has a hand-written [fitted] table; remove it so 'cpbench fit' can write its own")
-    body = text.rstrip("\n") + "\n\n" + FITTED_MARKER + "\n" + dump_table("fitted", fitted)
-    parse_profile(body, target)  # never write a profile that would not load
-    target.parent.mkdir(parents=True, exist_ok=True)
-    from cpbench.workspace.files import write_atomically
-
-    write_atomically(target, body.encode())
-    return target

@@ -81,12 +81,13 @@ def fit_summary(result, written: str | None) -> Group:
         lines.append(f"F-test {t.richer} against {t.simple}: F({t.df_extra}, {t.df_resid}) = {t.f_statistic:.2f}, p = {t.p_value:.3g}")
     lines += [f"[yellow]warning:[/] {w}" for w in result.warnings]
     if written:
-        lines.append(f"fitted models written to {written}")
+        lines.append(f"fit saved to {written} (the profile is settings only and is not written)")
     parts.append(Panel("\n".join(lines), title="verdict", expand=False))
     return Group(*parts)
 
 
-def profile_panel(profile) -> Group:
+def profile_panel(profile, fitted: dict | None, source: str) -> Group:
+    """The hand-written settings, then this machine's saved fit (`cpbench fit`) if there is one."""
     settings = Table.grid(padding=(0, 2))
     settings.add_column(style="bold")
     settings.add_column()
@@ -95,9 +96,8 @@ def profile_panel(profile) -> Group:
             value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
         settings.add_row(key, str(value))
     parts = [Panel(settings, title=f"profile '{profile.name}' (hand-written)", expand=False)]
-    fitted = profile.fitted
+    parts.append(f"time model on this machine: {source}")
     if not fitted:
-        parts.append(f"no fitted time model yet: run 'cpbench fit --device {profile.name}'")
         return Group(*parts)
     fp = fitted.get("fingerprint", {})
     head = (f"fitted {fitted.get('date', '?')} by cpbench {fitted.get('cpbench_version', '?')} on {fp.get('cpu', '?')} "
