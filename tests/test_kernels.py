@@ -161,3 +161,45 @@ def test_calibrate_then_predict_and_recommend_use_this_machines_calibration(cli,
     result = json.loads(done.stdout)
     assert result["time_model"] == "kernel"
     assert not any("calibration of" in w for w in result["warnings"])  # this machine's own: no other-machine warning
+
+
+def test_an_interrupted_calibration_keeps_what_it_measured_and_resumes(tmp_path):
+    """Ctrl-C mid-calibration: every measurement so far is in the journal; the same call resumes,
+    measures only the rest, keeps the journaled values, and removes the journal when complete."""
+    from dataclasses import replace
+
+    from cpbench.family.config import Space
+    from cpbench.timing.calibration import calibrate
+    from cpbench.timing.profiles import SHIPPED, load_profile
+
+    profile = load_profile("cpu-1thread", SHIPPED)
+    profile = profile.with_overrides(measure=replace(profile.measure, min_runs=10, min_time_s=0.0, warmup_runs=2, warmup_time_s=0.0))
+    space = Space("tiny", Config(4, 6, 2, 2), (), (), (), ())
+    design = CalibrationDesign(rounds=2, runs=5, networks=2, share=1.0, chunk=15, classifier_points=4)
+    journal = tmp_path / "fits" / "cpu-1thread-x.calibration.partial.jsonl"
+
+    def interrupt(done: int, total: int) -> None:
+        if done >= 20:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        calibrate(profile, space, design, observer=interrupt, journal_file=journal)
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    kept = {(r["round"], r["id"]): r["min"] for r in lines[1:]}
+    assert len(kept) >= 20
+    seen = []
+    calibration = calibrate(profile, space, design, observer=lambda done, total: seen.append((done, total)), journal_file=journal)
+    assert seen[0][0] == len(kept) and seen[-1][0] == seen[-1][1]  # started from what was kept, ended complete
+    assert not journal.exists()
+    entries = {**{i: e for i, e in calibration.kernels.items()}, **{f"net:{c}": e for c, e in calibration.networks.items()}}
+    assert all(len(e["mins"]) == 2 for e in entries.values())
+    for (round_index, item), minimum in kept.items():
+        assert entries[item]["mins"][round_index] == minimum
+    # a journal of other settings is never mixed in
+    calibrate_again = CalibrationDesign(rounds=2, runs=6, networks=2, share=1.0, chunk=15, classifier_points=4)
+    with pytest.raises(KeyboardInterrupt):
+        calibrate(profile, space, design, observer=interrupt, journal_file=journal)
+    from cpbench.errors import UsageError
+
+    with pytest.raises(UsageError, match="other settings"):
+        calibrate(profile, space, calibrate_again, journal_file=journal)

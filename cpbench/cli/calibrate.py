@@ -25,7 +25,8 @@ def calibrate_command(
     from cpbench.family.config import SPACES
     from cpbench.errors import check_choice
     from cpbench.fitting.kernel_model import fit_kernel_model
-    from cpbench.timing.calibration import CalibrationDesign, calibrate, save_calibration
+    from cpbench.timing.calibration import CalibrationDesign, calibrate, journal_path, save_calibration
+    from cpbench.timing.environment import fingerprint
     from cpbench.timing.profiles import load_profile
     from cpbench.workspace.store import Workspace
 
@@ -38,6 +39,8 @@ def calibrate_command(
     networks = networks if networks is not None else (30 if compiles else 40)
     design = CalibrationDesign(rounds=rounds, runs=runs, networks=networks, share=share)
     ws.ensure_writable()
+    journal = journal_path(ws.models_dir, profile.name, fingerprint()["hardware_id"])
+    resumed = journal.exists()
     with bar_progress(err) as progress:
         task = progress.add_task(f"calibrating '{profile.name}'", total=None)
 
@@ -45,9 +48,10 @@ def calibrate_command(
             progress.update(task, completed=done, total=total)
 
         try:
-            calibration = calibrate(profile, SPACES[dataset], design, observer=observer)
+            calibration = calibrate(profile, SPACES[dataset], design, observer=observer, journal_file=journal)
         except KeyboardInterrupt:
-            err.print("interrupted: a calibration is kept only when every round finished; nothing was written")
+            kept = max(0, len(journal.read_text(encoding="utf-8").splitlines()) - 1) if journal.exists() else 0
+            err.print(f"interrupted: {kept} measurements are kept in {journal}; rerun the same command to resume")
             raise typer.Exit(130)
     model = fit_kernel_model(calibration)
     path = save_calibration(ws.models_dir, calibration)
@@ -56,6 +60,8 @@ def calibrate_command(
         print_json(summary)
         return
     k = model.kfold
+    if resumed:
+        err.print(f"resumed the unfinished calibration of {journal.name}")
     out.print(f"calibrated '{profile.name}' on {summary['cpu']} (hardware id {calibration.hardware_id}) in "
               f"{calibration.duration_s:.0f} s: {len(calibration.kernels)} kernels and {len(calibration.networks)} networks, "
               f"{design.rounds} rounds of {design.runs} runs, statistic round-min")

@@ -17,7 +17,7 @@ import random
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -97,21 +97,6 @@ def plan_kernels(space: Space, design: CalibrationDesign, in_channels: int = 1) 
 
 def plan_networks(space: Space, design: CalibrationDesign) -> list[Config]:
     return random_from_space(space, design.networks, seed=NETWORK_SEED)
-
-
-@dataclass
-class Measured:
-    """One item's per-round statistics: the minimum and the median of `runs` timed runs."""
-
-    id: str
-    mins: list[float] = field(default_factory=list)
-    medians: list[float] = field(default_factory=list)
-    load_s: list[float] = field(default_factory=list)
-
-    @property
-    def value(self) -> float:
-        """The median over rounds of the per-round minimum: `round-min`, what the fits use."""
-        return round_min({"mins": self.mins})
 
 
 def round_min(entry: dict) -> float:
@@ -276,49 +261,135 @@ def _time_network(config: Config, in_channels: int, profile: Profile, folder: Pa
     on_item(f"net:{config.as_csv()}", summary["fixed_min_s"], summary["fixed_median_s"], float(timing.load_s or 0.0))
 
 
-def calibrate(profile: Profile, space: Space, design: CalibrationDesign, in_channels: int = 1, observer=None) -> Calibration:
+JOURNAL_FORMAT = 1
+
+
+def journal_path(models_dir: Path, device: str, hardware_id: str) -> Path:
+    return models_dir / "fits" / f"{device}-{hardware_id}.calibration.partial.jsonl"
+
+
+class Journal:
+    """What an unfinished calibration measured, one JSON line per (round, item), flushed as it comes:
+    a stop at any moment (Ctrl-C, kill, a crash) loses at most the chunk in flight, and the same
+    command resumes. The first line says what was being calibrated; other settings never resume it."""
+
+    def __init__(self, path: Path, header: dict) -> None:
+        import json
+
+        self.path, self.header = path, header
+        self.done: dict[tuple[int, str], tuple[float, float, float]] = {}
+        self.elapsed_s = 0.0
+        if path.exists():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            try:
+                first = json.loads(lines[0]) if lines else None
+            except ValueError:
+                first = None
+            if first != header:
+                raise UsageError(f"{path} holds an unfinished calibration with other settings (or is damaged); rerun "
+                                 f"with the same options to resume it, or delete the file to start over")
+            for line in lines[1:]:
+                try:
+                    r = json.loads(line)
+                    self.done[(int(r["round"]), str(r["id"]))] = (float(r["min"]), float(r["median"]), float(r["load_s"]))
+                    self.elapsed_s = max(self.elapsed_s, float(r["t"]))
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut short by a kill: that item is measured again
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(header, sort_keys=True) + "\n", encoding="utf-8")
+        self._file = open(path, "a", encoding="utf-8")
+
+    def add(self, round_index: int, item_id: str, minimum: float, median: float, load_s: float, elapsed_s: float) -> None:
+        import json
+
+        self._file.write(json.dumps({"round": round_index, "id": item_id, "min": minimum, "median": median,
+                                     "load_s": load_s, "t": round(elapsed_s, 3)}) + "\n")
+        self._file.flush()
+
+    def close(self, finished: bool) -> None:
+        self._file.close()
+        if finished:
+            self.path.unlink(missing_ok=True)
+
+
+def journal_header(profile: Profile, space: Space, design: CalibrationDesign, in_channels: int, hardware_id: str) -> dict:
+    import json
+
+    return json.loads(json.dumps({"format": JOURNAL_FORMAT, "device": profile.name, "profile": profile.as_dict(),
+                                  "space": space.name, "in_channels": in_channels, "design": asdict(design),
+                                  "hardware_id": hardware_id}, sort_keys=True, default=str))
+
+
+def calibrate(profile: Profile, space: Space, design: CalibrationDesign, in_channels: int = 1, observer=None,
+              journal_file: Path | None = None) -> Calibration:
     """Measure every planned kernel and network `design.rounds` times, each round in a new order and
-    new processes. `observer(done, total)` is told as items finish. Raises DeviceUnavailable
-    before any number exists when the profile's device is not here."""
+    new processes. `observer(done, total)` is told as items finish. With `journal_file`, every
+    measurement is journaled as it arrives and those already there are not measured again (resume);
+    the journal goes once the calibration is complete. Raises DeviceUnavailable before any number
+    exists when the profile's device is not here."""
     from cpbench.timing.environment import fingerprint
 
     if profile.batch != 1:
         raise UsageError(f"kernel calibration is for latency at batch 1; profile '{profile.name}' has batch {profile.batch}: "
                          f"use --batch 1")
+    machine = fingerprint()
     kernels = plan_kernels(space, design, in_channels)
     networks = plan_networks(space, design)
     graphs: dict[str, bytes] = {k.id: kernel_graph(k).SerializeToString() for k in kernels}
-    measured = {item: Measured(item) for item in graphs}
-    measured.update({f"net:{c.as_csv()}": Measured(f"net:{c.as_csv()}") for c in networks})
+    items = list(graphs) + [f"net:{c.as_csv()}" for c in networks]
+    journal = None
+    if journal_file is not None:
+        journal = Journal(journal_file, journal_header(profile, space, design, in_channels, machine["hardware_id"]))
+    done_before = journal.done if journal else {}
     settings = _settings(design)
     started = time.perf_counter()
+    prior_s = journal.elapsed_s if journal else 0.0
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    total, done = (len(graphs) + len(networks)) * design.rounds, 0
+    total = len(items) * design.rounds
+    planned = set(items)
+    results: dict[tuple[int, str], tuple[float, float, float]] = {
+        k: v for k, v in done_before.items() if k[1] in planned and k[0] < design.rounds}
+    done = len(results)
+    current = 0
 
     def on_item(item_id: str, minimum: float, median: float, load_s: float) -> None:
         nonlocal done
-        entry = measured[item_id]
-        entry.mins.append(minimum)
-        entry.medians.append(median)
-        entry.load_s.append(load_s)
+        results[(current, item_id)] = (minimum, median, load_s)
+        if journal:
+            journal.add(current, item_id, minimum, median, load_s, prior_s + time.perf_counter() - started)
         done += 1
         if observer:
             observer(done, total)
 
+    if observer:
+        observer(done, total)
     order = list(graphs)
-    with tempfile.TemporaryDirectory(prefix="cpbench-calibrate-networks-") as folder:
-        for round_index in range(design.rounds):
-            random.Random(design.seed * 1000 + round_index).shuffle(order)
-            for start in range(0, len(order), design.chunk):
-                _run_chunk([(i, graphs[i]) for i in order[start:start + design.chunk]], profile, settings, on_item)
-            for config in networks:  # whole networks exactly as `cpbench time` measures a model, so the
-                _time_network(config, in_channels, profile, Path(folder), on_item)  # composition learns that protocol
+    finished = False
+    try:
+        with tempfile.TemporaryDirectory(prefix="cpbench-calibrate-networks-") as folder:
+            for round_index in range(design.rounds):
+                current = round_index
+                random.Random(design.seed * 1000 + round_index).shuffle(order)
+                todo = [i for i in order if (round_index, i) not in results]
+                for start in range(0, len(todo), design.chunk):
+                    _run_chunk([(i, graphs[i]) for i in todo[start:start + design.chunk]], profile, settings, on_item)
+                for config in networks:  # whole networks exactly as `cpbench time` measures a model, so the
+                    if (round_index, f"net:{config.as_csv()}") not in results:  # composition learns that protocol
+                        _time_network(config, in_channels, profile, Path(folder), on_item)
+        finished = True
+    finally:
+        if journal:
+            journal.close(finished)
+
+    def entry(item_id: str) -> dict:
+        measured = [results[(r, item_id)] for r in range(design.rounds)]
+        return {"mins": [m[0] for m in measured], "medians": [m[1] for m in measured], "load_s": [m[2] for m in measured]}
+
     by_id = {k.id: k for k in kernels}
     return Calibration(
         device=profile.name, space=space.name, in_channels=in_channels, design=asdict(design), profile=profile.as_dict(),
-        fingerprint=fingerprint(), started_at=started_at, duration_s=time.perf_counter() - started,
-        kernels={i: {**asdict(by_id[i]), "mins": m.mins, "medians": m.medians, "load_s": m.load_s}
-                 for i, m in measured.items() if i in by_id},
-        networks={i[4:]: {"mins": m.mins, "medians": m.medians, "load_s": m.load_s}
-                  for i, m in measured.items() if i.startswith("net:")},
+        fingerprint=machine, started_at=started_at, duration_s=prior_s + time.perf_counter() - started,
+        kernels={i: {**asdict(by_id[i]), **entry(i)} for i in graphs},
+        networks={c.as_csv(): entry(f"net:{c.as_csv()}") for c in networks},
     )
