@@ -203,3 +203,20 @@ def test_an_interrupted_calibration_keeps_what_it_measured_and_resumes(tmp_path)
 
     with pytest.raises(UsageError, match="other settings"):
         calibrate(profile, space, calibrate_again, journal_file=journal)
+
+
+def test_a_calibration_under_other_run_settings_is_flagged(tmp_path):
+    """A calibration answers for the settings it was measured with: once the profile's threads or
+    options change, predictions from it carry a warning naming what changed."""
+    from dataclasses import replace
+
+    from cpbench.fitting.predictors import time_predictor
+    from cpbench.timing.profiles import SHIPPED, load_profile
+
+    profile = load_profile("cpu-1thread", SHIPPED)
+    calibration, _ = _synthetic_calibration(noise=0.0)
+    calibration = replace(calibration, device=profile.name, profile=profile.as_dict(), fingerprint={"hardware_id": "here"})
+    save_calibration(tmp_path, calibration)
+    assert time_predictor(profile, tmp_path, "here").warning is None
+    changed = time_predictor(profile.with_overrides(threads=2), tmp_path, "here")
+    assert changed.warning and "threads differ" in changed.warning and "cpbench calibrate --device cpu-1thread" in changed.warning

@@ -87,10 +87,45 @@ def locate_time_model(profile, models_dir: Path, hardware_id: str) -> Located:
     return Located("none", None, "no time model")
 
 
+RUN_SETTINGS = ("runtime", "provider", "device", "threads", "batch", "graph_optimization", "options")
+
+
+def settings_changed(calibrated: dict, profile) -> list[str]:
+    """The run settings in which a calibration's profile differs from the profile now (the times
+    of one do not answer for the other)."""
+    now = profile.as_dict()
+    return [key for key in RUN_SETTINGS if key in calibrated and calibrated.get(key) != now.get(key)]
+
+
+def _with_settings_check(chosen: Chosen, profile) -> Chosen:
+    changed = settings_changed(chosen.predictor.kernel_model.calibration.profile or {}, profile)
+    if not changed:
+        return chosen
+    note = (f"the calibration was measured with other '{profile.name}' settings ({', '.join(changed)} differ from the "
+            f"profile now): recalibrate with 'cpbench calibrate --device {profile.name}'")
+    return Chosen(chosen.predictor, f"{chosen.warning}; {note}" if chosen.warning else note, chosen.source)
+
+
 def time_predictor(profile, models_dir: Path, hardware_id: str) -> Chosen:
     found = locate_time_model(profile, models_dir, hardware_id)
+    if found.kind in ("calibration", "reference"):
+        return _with_settings_check(_calibrated(found, profile, hardware_id), profile)
+    return _fitted(found, profile, models_dir, hardware_id)
+
+
+def _calibrated(found: Located, profile, hardware_id: str) -> Chosen:
     if found.kind == "calibration":
         return Chosen(kernel_predictor(found.path, profile.name, False), None, found.label)
+    chosen = kernel_predictor(found.path, profile.name, True)
+    calibration = chosen.kernel_model.calibration
+    cpu = (calibration.fingerprint.get("hardware") or {}).get("cpu", "another CPU")
+    same = "a machine of the same hardware id" if calibration.hardware_id == hardware_id else "another machine"
+    return Chosen(chosen, f"times predicted from the shipped kernel calibration of {same} ({cpu}, hardware id "
+                          f"{calibration.hardware_id}), not measured on this one: {calibration_hint(profile.name)}",
+                  found.label)
+
+
+def _fitted(found: Located, profile, models_dir: Path, hardware_id: str) -> Chosen:
     if found.kind == "fit":
         record = load_fit_record(models_dir, profile.name, hardware_id)
         if not isinstance(record.get("fitted"), dict):
@@ -98,14 +133,6 @@ def time_predictor(profile, models_dir: Path, hardware_id: str) -> Chosen:
         return Chosen(predictor_from_profile(SimpleNamespace(name=profile.name, fitted=record["fitted"])), None, found.label)
     if found.kind == "legacy-here":
         return Chosen(predictor_from_profile(profile), None, found.label)
-    if found.kind == "reference":
-        chosen = kernel_predictor(found.path, profile.name, True)
-        calibration = chosen.kernel_model.calibration
-        cpu = (calibration.fingerprint.get("hardware") or {}).get("cpu", "another CPU")
-        same = "a machine of the same hardware id" if calibration.hardware_id == hardware_id else "another machine"
-        return Chosen(chosen, f"times predicted from the shipped kernel calibration of {same} ({cpu}, hardware id "
-                              f"{calibration.hardware_id}), not measured on this one: {calibration_hint(profile.name)}",
-                      found.label)
     chosen = predictor_from_profile(profile)  # "none" raises the no-time-model error here
     fitted = profile.fitted or {}
     mismatch = hardware_mismatch(fitted, hardware_id) or (
