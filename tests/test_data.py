@@ -147,3 +147,32 @@ def test_corrupt_fashionmnist_files_are_named_with_what_is_wrong(tmp_path, cli, 
         write_idx(labels, (np.arange(40) % 13), compress=False)
     done = cli("export", "--config", "4,12,3,1", "--epochs", "1", "--data-dir", str(folder), "-w", str(tmp_path / "ws"))
     assert_one_line_error(done, message)
+
+
+def test_a_small_image_folder_trains_with_a_named_recipe_but_an_explicit_subset_beyond_it_is_refused(cli, tmp_path):
+    """The quick recipe's 30,000-image subset means "up to" for a 16-image folder; asking for more
+    images than there are with --train-subset is a one-line error."""
+    import json as json_lib
+
+    from test_cli import assert_one_line_error
+
+    root = make_image_folder(tmp_path / "faces", per_class=10)
+    common = ["export", "--config", "2,8,1,1", "--epochs", "1", "--threads", "1", "--dataset", f"imagefolder:{root}",
+              "-w", str(tmp_path / "ws")]
+    done = cli(*common, "--json")
+    assert done.returncode == 0, done.stderr
+    assert [m["status"] for m in json_lib.loads(done.stdout)["models"]] == ["exported"]
+    assert_one_line_error(cli(*common, "--train-subset", "500"), "--train-subset 500 is more than the 16 training images")
+
+
+def test_an_unreadable_image_is_named_and_a_bad_folder_is_refused_before_any_output(cli, tmp_path):
+    from test_cli import assert_one_line_error
+
+    root = make_image_folder(tmp_path / "faces", per_class=4)
+    (root / "male" / "broken.png").write_bytes(b"\x89PNG not an image")
+    with pytest.raises(UsageError, match="cannot read image .*broken.png"):
+        prepare(DatasetSpec.parse(f"imagefolder:{root}"), 8)
+    (tmp_path / "one" / "onlyclass").mkdir(parents=True)
+    done = cli("export", "--config", "2,8,1,1", "--untrained", "--dataset", f"imagefolder:{tmp_path / 'one'}", "-w", str(tmp_path / "ws"))
+    assert_one_line_error(done, "at least two class subfolders")
+    assert done.stdout == ""  # no progress bar left behind on stdout

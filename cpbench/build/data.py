@@ -245,7 +245,12 @@ def _load_image_folder(root: Path, size: int) -> tuple[RawSplit, tuple[str, ...]
     except (FileNotFoundError, OSError) as exc:
         raise UsageError(f"cannot read image folder {root}: {exc}") from None
     images, labels = [], []
-    for image, label in dataset:
+    for index, (path, _) in enumerate(dataset.samples):
+        try:
+            image, label = dataset[index]
+        except (OSError, ValueError, SyntaxError) as exc:  # PIL's UnidentifiedImageError is an OSError
+            raise UsageError(f"cannot read image {path} in image folder {root} ({type(exc).__name__}); "
+                             "remove or replace the file") from None
         images.append(image)
         labels.append(label)
     return RawSplit(torch.stack(images), torch.tensor(labels, dtype=torch.int64)), tuple(dataset.classes)

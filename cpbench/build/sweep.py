@@ -25,7 +25,7 @@ from cpbench.build.onnx_export import ExportedModel, export_onnx
 from cpbench.workspace.files import sha256_of, stable_hash, write_atomically
 from cpbench.family.network import build_family_model, count_parameters
 from cpbench.workspace.store import ModelRecord, Store, Workspace, default_space
-from cpbench.build.train import Recipe, TrainResult, train_model
+from cpbench.build.train import RECIPES, Recipe, TrainResult, train_model
 
 UNTRAINED = "untrained"
 
@@ -263,13 +263,19 @@ def check_inputs(jobs: list[Job]) -> None:
     read once here (the read is cached, so the first job pays nothing more)."""
     checked = set()
     for job in jobs:
+        if isinstance(job, ExportJob) and job.recipe is None and job.dataset.kind != "fashionmnist":
+            dataset_shape(job.dataset)  # an untrained export still needs the folder's channels and classes
         if isinstance(job, ExportJob) and job.recipe is not None and (job.dataset, job.data_dir) not in checked:
             if job.dataset.kind == "fashionmnist":
                 locate_fashion_mnist(job.data_dir)
             data = prepare(job.dataset, job.config.s, job.data_dir)
             checked.add((job.dataset, job.data_dir))
             available = len(data.x_train)
-            if job.recipe.train_subset is not None and job.recipe.train_subset > available:
+            # a named recipe's own subset (also under other overrides, '<name>-<hash>') means "up to": a small
+            # dataset trains on all of it; only a --train-subset the user asked for beyond the data is an error
+            named = RECIPES.get(job.recipe.name) or RECIPES.get(job.recipe.name.rsplit("-", 1)[0])
+            asked = named is None or named.train_subset != job.recipe.train_subset
+            if asked and job.recipe.train_subset is not None and job.recipe.train_subset > available:
                 raise UsageError(f"--train-subset {job.recipe.train_subset} is more than the {available} training images of "
                                  f"{job.dataset.slug}; use at most {available}, or leave it out to train on all of them")
 

@@ -37,7 +37,7 @@ def export_command(
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Override the recipe's epochs.")] = None,
     train_subset: Annotated[Optional[int], typer.Option("--train-subset", help="Train on this many images (seeded pick).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for weights, shuffling and random configs.")] = 0,
-    threads: Annotated[Optional[int], typer.Option("--threads", help="torch threads; default: all cores.")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="torch threads; 0 or unset: all cores.")] = None,
     dataset: Annotated[str, typer.Option("--dataset", help="fashionmnist | imagefolder:PATH")] = "fashionmnist",
     space: Annotated[Optional[str], typer.Option("--space", help="Baseline and Omega sets: fashionmnist | lfw (default: by dataset).")] = None,
     data_dir: DataDirOption = None,
@@ -270,7 +270,7 @@ def time_command(
         from cpbench.timing.ray_timing import run_timing_ray
 
         with ws.open_store() as store:
-            targets = targets_for(ws.root, store, models, model or [])
+            targets = targets_for(ws.root, store, models, model or [], profile.batch)
             with err.status(f"timing {len(targets)} models on every Ray node"):
                 ray_runs = run_timing_ray(store, profile.name, profile, targets, address, resource)
         if as_json:
@@ -283,7 +283,7 @@ def time_command(
             raise typer.Exit(1)
         return
     with ws.open_store() as store:
-        targets = targets_for(ws.root, store, models, model or [])
+        targets = targets_for(ws.root, store, models, model or [], profile.batch)
         progress = TimingProgress(err)  # progress is diagnostics: stderr, so stdout holds only results
         try:
             with progress:

@@ -26,6 +26,9 @@ def report_command(
     if name is not None and (not name or "/" in name or name.startswith(".")):
         raise UsageError(f"--name must be a plain folder name, got {name!r}")
     ws = Workspace(workspace)
+    if ws.store_path.exists():  # the report reads fits, not rows: still, a damaged store is named, never reported around
+        with ws.open_store():
+            pass
     ws.ensure_writable()
     with err.status("writing the report (fits and plots)"):
         report = build_report(ws, name)

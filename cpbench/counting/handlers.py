@@ -70,7 +70,15 @@ def _conv_counts(info: NodeInfo, driver: Shape) -> Counts:
 
 def conv(info: NodeInfo) -> Counts:
     """Paper 003 eqs. 2-4: every output element costs (C_in / groups) x prod(kernel) MACs
-    (w: [C_out, C_in/groups, *kernel])."""
+    (w: [C_out, C_in/groups, *kernel]). A weight that does not fit the input's channels is an
+    inconsistent graph (no runtime would run it), never a count."""
+    x, w = info.inputs[0], info.inputs[1]
+    groups = int(info.attr("group", 1))
+    if x is not None and w is not None and len(x) >= 2 and len(w) >= 2 and w[1] * groups != x[1]:
+        from cpbench.errors import UsageError
+
+        raise UsageError(f"Conv node '{info.node.name or info.node.output[0]}' has weights for {w[1] * groups} input "
+                         f"channels but its input has {x[1]}; the graph is inconsistent: re-export the model")
     return _conv_counts(info, info.outputs[0])
 
 

@@ -8,6 +8,7 @@ kept.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -251,18 +252,31 @@ def run_timing(
     return run
 
 
-def targets_for(root: Path, store, pattern: str | None, files: list[Path]) -> list[TimingTarget]:
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 16 << 30
+
+
+def targets_for(root: Path, store, pattern: str | None, files: list[Path], batch: int = 1) -> list[TimingTarget]:
     """What `cpbench time` will measure, checked before any run is created: a stored model's file
     must still be the bytes it was exported as (its sha256), and a file given with --model must be
-    an ONNX model. The hash stored with each timing is the hash of the file checked here."""
+    an ONNX model whose inputs can be made at this batch (static sizes, within half this machine's
+    memory). The hash stored with each timing is the hash of the file checked here."""
     from cpbench.counting.count import count_model
     from cpbench.counting.graph import load_model
+    from cpbench.timing.runtimes import input_bytes, input_specs
     from cpbench.workspace.files import sha256_of
 
     if files:
         targets = []
         for path in files:
             model = load_model(path)  # refuses a missing file, a folder, or bytes that are not ONNX
+            needed = input_bytes(input_specs(model, path, batch))
+            if needed > _memory_bytes() // 2:
+                raise UsageError(f"the inputs of {path} need {needed / 2**30:.1f} GiB at batch {batch}, more than half this "
+                                 "machine's memory; use a smaller --batch or input size")
             try:
                 macs = count_model(model).total_macs
             except UsageError:

@@ -86,6 +86,12 @@ class OrtModel:
         # conversion to numpy, which cost about as much as a small network's whole inference).
         device = "cuda" if "CUDA" in provider or "Tensorrt" in provider else "cpu"
         device_id = int(provider_options.get("device_id", 0))
+        self.bound = all(a.dtype != np.dtype(object) for a in inputs.values()) and not any(
+            o.type == "tensor(string)" for o in session.get_outputs())
+        if not self.bound:  # strings cannot be bound as OrtValues: the plain call, which converts them
+            self._inputs = inputs
+            self.run = self._run_plain
+            return
         self.binding = session.io_binding()
         self._keep = []
         for name, array in inputs.items():
@@ -104,6 +110,9 @@ class OrtModel:
                 self.binding.bind_output(name, device, device_id)
             self.run = self._run_bound
 
+    def _run_plain(self) -> None:
+        self.session.run(self.outputs, self._inputs)
+
     def _run_cpu(self) -> None:
         self.session.run_with_iobinding(self.binding)
 
@@ -121,5 +130,6 @@ class OrtModel:
             "providers_in_use": self.session.get_providers(),
             "intra_op_num_threads": options.intra_op_num_threads,
             "inter_op_num_threads": options.inter_op_num_threads,
-            "io_binding": "inputs and preallocated outputs" if self.provider == "CPUExecutionProvider" else "inputs and device outputs",
+            "io_binding": ("none (string tensors)" if not self.bound else "inputs and preallocated outputs"
+                           if self.provider == "CPUExecutionProvider" else "inputs and device outputs"),
         }
