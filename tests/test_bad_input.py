@@ -158,3 +158,20 @@ def test_model_inputs_that_cannot_be_made_are_refused_before_a_run_exists(cli, t
     assert not (tmp_path / "ws" / "cpbench.sqlite").exists() or "[]" in cli("runs", "-w", str(tmp_path / "ws"), "--json").stdout
     done = cli("time", "--device", "cpu", "--model", save("strings", [1, 2], TensorProto.STRING), *ws, "--json")
     assert done.returncode == 0, done.stderr  # string tensors are timed through the plain call (no IO binding)
+
+
+def test_a_fractional_count_and_provider_options_the_cpu_ignores_are_refused(cli, tmp_path):
+    folder = _profiles(tmp_path)
+    ort = 'runtime = "onnxruntime"\nprovider = "CPUExecutionProvider"\n'
+    (folder / "frac.toml").write_text(ort + "[measure]\nmin_runs = 2.5\n")
+    (folder / "provopt.toml").write_text(ort + "[options.provider]\nbogus_option = 1\n")
+    assert_one_line_error(cli("time", "--device", "frac", "--min-runs", "5", "-w", str(tmp_path)), "measure.min_runs", "whole number")
+    assert_one_line_error(cli("time", "--device", "provopt", "-w", str(tmp_path)), "takes no provider options", "bogus_option")
+
+
+def test_flops_of_a_stored_model_whose_file_changed_is_refused(cli, tmp_path):
+    done = cli("export", "--config", "2,8,1,1", "--untrained", "-w", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    (file,) = (tmp_path / "models").rglob("*.onnx")
+    file.write_bytes(file.read_bytes() + b"\0")
+    assert_one_line_error(cli("flops", "family/fashionmnist-untrained/f2-s8-k1-l1", "-w", str(tmp_path)), "sha256 differs")

@@ -149,7 +149,15 @@ def resolve_model_path(model: str, workspace: Path) -> Path:
         with ws.open_store() as store:
             record = store.get_model(model)
         if record is not None:
-            return ws.root / record.file
+            from cpbench.workspace.files import sha256_of
+
+            file = ws.root / record.file
+            if not file.is_file():
+                raise UsageError(f"{record.file} of model {record.name} is missing; re-export it with 'cpbench export ... --force'")
+            if sha256_of(file) != record.sha256:  # what the store says must be what is counted
+                raise UsageError(f"{record.file} has changed since model {record.name} was exported (sha256 differs); "
+                                 "re-export it with 'cpbench export ... --force' or restore the file, or count the file by its path")
+            return file
     raise UsageError(f"{model} is neither a file nor a model in {ws.root}; pass an .onnx path or a name from 'cpbench models'")
 
 

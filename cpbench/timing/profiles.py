@@ -50,6 +50,10 @@ class Profile:
             except OptionError as exc:
                 where = self.path or f"profile {self.name}"
                 raise UsageError(f"invalid profile {where}: {exc}") from None
+        provider_options = getattr(self.runtime_options, "provider", None)
+        if self.provider == "CPUExecutionProvider" and provider_options:  # ORT would ignore them without a word
+            raise UsageError(f"invalid profile {self.path or self.name}: CPUExecutionProvider takes no provider options "
+                             f"(got {', '.join(map(repr, provider_options))}); remove [options.provider]")
 
     def with_overrides(self, **changes: object) -> "Profile":
         from dataclasses import replace
@@ -102,6 +106,8 @@ def parse_profile(text: str, path: Path) -> Profile:
             raise _fail(path, f"unknown key 'measure.{key}'; known keys: {', '.join(measure_fields)}")
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise _fail(path, f"key 'measure.{key}' must be a number, got {type(value).__name__}")
+        if str(measure_fields[key]) in ("int", "<class 'int'>") and not isinstance(value, int):
+            raise _fail(path, f"key 'measure.{key}' is a count and must be a whole number, got {value!r}")
     merged = {**MeasureSettings().as_dict(), **measure}
     bad = MeasureSettings.invalid_key(merged)
     if bad:

@@ -299,8 +299,9 @@ class Workspace:
         try:
             for folder in (self.root, self.models_dir, self.reports_dir):
                 folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=self.models_dir, prefix=".write-test-"):
-                pass
+            for folder in (self.root, self.models_dir):  # the store's folder too: SQLite creates its journal files there
+                with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+                    pass
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
             raise UsageError(
