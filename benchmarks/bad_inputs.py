@@ -47,8 +47,7 @@ ARGV = {
     "dv-empty": ["time", "--device", "", *QUICK, "--models", "*f8-s12*"],
     "sec04": ["zoo", "export", "--models", " , "],
     "rp03": ["report", "--name", ""],
-    "rp05": ["report", "--name", "<script>alert(1)</script>"],
-    "i08": ["export", "--config", "4,12,3,1", "--epochs", "1", "--threads", "1", "--dataset", "imagefolder:{S}/data/xss/<b>bold</b>"],
+    "rp05": ["report", "--name", "<script>alert(1)<"],
     "f-big": ["flops", "{S}/onnx/big.onnx"],
 }
 # the review expected a warning or a refusal: either is right
@@ -270,7 +269,7 @@ def build_scratch(s: Path) -> dict[str, str]:
     image_folder(data / "if_split" / "test", {"cat": 2, "fish": 2})
     image_folder(data / "if_tiny", {"cat": 1, "dog": 1})
     image_folder(data / "if_gray", {"cat": 6, "dog": 6}, mode="L")
-    image_folder(data / "xss" / "<b>bold</b>", {"cat": 6, "dog": 6})
+    image_folder(data / "xss" / "<b>bold<", {"cat": 6, "dog": 6})
     # torchvision's processed/ layout with a pickle that would run a command if it were unpickled
     real = Path(os.environ.get("CPBENCH_DATA", "/usr/share/datasets/fashion-mnist"))
     tv = data / "tv"
@@ -412,7 +411,7 @@ def judge(row: dict, done: subprocess.CompletedProcess, s: Path, ids: dict[str, 
     else:
         kind = "valid" if expected.startswith("works") or expected in (DOCUMENTED_EXIT_1, "HTML escaped") else "rejected"
     if row_id in SIBLING:  # the device itself is fine: it answers, and the bad sibling is named in a warning
-        ok = not traceback and done.returncode in (0, 1) and "skipped" in done.stderr
+        ok = not traceback and done.returncode in (0, 1) and "skipped" in done.stderr + done.stdout
         return kind, ok or clean(done)[0], first
     if row_id == "x01":
         html = (s / "ws_xss" / "reports" / "xss" / "index.html")

@@ -24,6 +24,14 @@ def test_a_non_utf8_profile_is_named_and_does_not_break_its_siblings(cli, tmp_pa
     assert "skipped" in listed.stderr and "broken.toml" in listed.stderr
     done = cli("recommend", "--device", "cpu", "--target", "0.85", "-w", str(tmp_path), "--json")
     assert done.returncode == 0, done.stderr
+    assert any("skipped" in w and "broken.toml" in w for w in json.loads(done.stdout)["warnings"])  # named, not silent
+    # a sibling whose legacy [fitted] table is damaged is left out of recommend with a warning; shown alone, it is an error
+    (folder / "broken.toml").unlink()
+    (folder / "damaged.toml").write_text('runtime = "openvino"\n[fitted]\nformat = 1\nmodels = 7\nbest = "x"\n')
+    done = cli("recommend", "--device", "cpu", "--target", "0.85", "-w", str(tmp_path), "--json")
+    assert done.returncode == 0, done.stderr
+    assert any("skipped profile 'damaged'" in w for w in json.loads(done.stdout)["warnings"])
+    assert_one_line_error(cli("profiles", "show", "damaged", "-w", str(tmp_path)), "malformed [fitted]")
 
 
 def test_a_malformed_fitted_table_is_one_line(cli, tmp_path):

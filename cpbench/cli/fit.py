@@ -209,6 +209,10 @@ def profiles_show(
     here = fingerprint()["hardware_id"]
     profile = load_profile(name, ws.profiles_dir)
     found = locate_time_model(profile, ws.models_dir, here)
+    if found.kind in ("legacy-here", "legacy-elsewhere"):
+        from cpbench.fitting.device_fit import predictor_from_profile
+
+        predictor_from_profile(profile)  # a damaged [fitted] table is named, never half-shown
     record = load_fit_record(ws.models_dir, profile.name, here) if found.kind == "fit" else None
     fitted = (record or {}).get("fitted") or (profile.fitted if found.kind == "legacy-here" else None)
     if as_json:

@@ -92,10 +92,12 @@ def recommend_command(
     profile = load_profile(device, ws.profiles_dir)
     chosen = time_predictor(profile, ws.models_dir, fingerprint()["hardware_id"])
     time_model = chosen.predictor
-    others = other_time_predictors(ws.profiles_dir, ws.models_dir, fingerprint()["hardware_id"], profile.name)
+    skipped: list[str] = []
+    others = other_time_predictors(ws.profiles_dir, ws.models_dir, fingerprint()["hardware_id"], profile.name, skipped)
     space = space_of(precision.dataset, precision.space)
     result = recommend(space, time_model, precision, goal, rule, top, grid, others, extrapolate, confidence)
     result.warnings[:0] = notes
+    result.warnings.extend(skipped)
     if chosen.warning:
         result.warnings.append(chosen.warning)
     if precision.reference:

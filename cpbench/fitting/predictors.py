@@ -151,17 +151,23 @@ def named_model_predictor(profile, models_dir: Path, hardware_id: str, model: st
     return predictor_from_profile(profile, model)
 
 
-def other_time_predictors(profiles_dir: Path, models_dir: Path, hardware_id: str, exclude: str) -> dict[str, object]:
+def other_time_predictors(profiles_dir: Path, models_dir: Path, hardware_id: str, exclude: str,
+                          warnings: list[str] | None = None) -> dict[str, object]:
     """The time model of every other profile, chosen by the same rule: their picks go beside this
-    one's. A profile that does not load, or has no time model at all, is left out."""
+    one's. A profile with no time model at all is left out; one that does not load, or whose time
+    model is damaged, is left out with a line in `warnings` (it never breaks this device's answer)."""
     from cpbench.timing.profiles import loadable_profiles
 
     out = {}
-    for other in loadable_profiles(profiles_dir)[0]:
+    profiles, skipped = loadable_profiles(profiles_dir)
+    if warnings is not None:
+        warnings.extend(skipped)
+    for other in profiles:
         if other.name == exclude:
             continue
         try:
             out[other.name] = time_predictor(other, models_dir, hardware_id).predictor
-        except UsageError:
-            continue
+        except UsageError as exc:
+            if warnings is not None and locate_time_model(other, models_dir, hardware_id).kind != "none":
+                warnings.append(f"skipped profile '{other.name}': {exc}")
     return out

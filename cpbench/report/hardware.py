@@ -140,7 +140,11 @@ def hardware_rows(ws, here: str, precision=None, target: float | None = None) ->
                          "this workspace's fit", here, precision, target))
     for profile in loadable_profiles(ws.profiles_dir)[0]:
         fitted = profile.fitted
-        if not isinstance(fitted, dict) or "models" not in fitted:
+        if not isinstance(fitted, dict) or not isinstance(fitted.get("models"), dict):
+            continue
+        try:
+            predictor_from_profile(profile)  # a damaged legacy table is left out, never half-read
+        except UsageError:
             continue
         fp = fitted.get("fingerprint", {})
         key = (fp.get("hardware_id"), profile.name)

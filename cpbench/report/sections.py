@@ -219,7 +219,9 @@ def recommendation_section(ws, folder: Path, precision, claims: list[list[str]])
         section.missing.append("no precision model: run 'cpbench study run' then 'cpbench fit-precision --study FILE'")
         return section
     space = space_of(precision.dataset, precision.space)
-    predictors = other_time_predictors(ws.profiles_dir, ws.models_dir, machine_summary()["hardware_id"], exclude="")
+    skipped: list[str] = []
+    predictors = other_time_predictors(ws.profiles_dir, ws.models_dir, machine_summary()["hardware_id"], "", skipped)
+    section.missing.extend(skipped)
     rows, curves = [], {}
     base_macs = float(FEATURES["macs"](Layers.of([space.baseline]))[0])
     for name, time_model in predictors.items():
