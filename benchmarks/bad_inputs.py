@@ -446,7 +446,7 @@ def judge(row: dict, done: subprocess.CompletedProcess, s: Path, ids: dict[str, 
     if not ok and row_id in READABLE:
         ok, detail = not traceback and done.returncode == 0, f"exit {done.returncode}: works"
     if not ok and row_id in WARN_OR_REJECT:
-        ok = not traceback and done.returncode == 0 and "warning" in done.stderr.lower()
+        ok = not traceback and done.returncode == 0 and "warning" in (done.stderr + done.stdout).lower()
         detail = first if ok else detail
     return kind, ok, detail
 

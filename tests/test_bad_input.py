@@ -183,3 +183,7 @@ def test_flops_of_a_stored_model_whose_file_changed_is_refused(cli, tmp_path):
     (file,) = (tmp_path / "models").rglob("*.onnx")
     file.write_bytes(file.read_bytes() + b"\0")
     assert_one_line_error(cli("flops", "family/fashionmnist-untrained/f2-s8-k1-l1", "-w", str(tmp_path)), "sha256 differs")
+
+
+def test_a_seed_beyond_64_bits_is_one_line(cli, tmp_path):
+    assert_one_line_error(cli("export", "--config", "2,8,1,1", "--untrained", "--seed", str(2**70), "-w", str(tmp_path)), "--seed must be within")

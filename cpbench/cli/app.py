@@ -66,6 +66,8 @@ def export_command(
         import_ray()  # say how to install it before any planning
     if not 0 <= max_retries <= 100:
         raise UsageError(f"--max-retries must be in 0..100, got {max_retries}")
+    if not -(2**62) <= seed <= 2**62:  # torch's generators take 64 bits, and the recipes add small offsets
+        raise UsageError(f"--seed must be within ±2^62, got {seed}")
     jobs = plan_export(
         preset=preset, configs=config or [], untrained=untrained, recipe=recipe, epochs=epochs,
         train_subset=train_subset, seed=seed, threads=threads or (1 if executor == "ray" else None), dataset=dataset,
