@@ -72,8 +72,11 @@ def recommendation_view(result, verification=None) -> Group:
             f"[{pick.precision_low:.4f}, {pick.precision_high:.4f}], [bold]P(≥ {result.target:.4f}) = {pick.probability:.2f}[/], "
             f"predicted time ({result.statistic}) {fmt_seconds(pick.seconds)} "
             f"[{fmt_seconds(pick.seconds_low)}, {fmt_seconds(pick.seconds_high)}], "
-            f"[bold]predicted {pick.speedup:.2f}× faster[/] than the baseline {base.config.as_csv()} "
-            f"(predicted {fmt_seconds(base.seconds)}, precision {result.baseline_precision:.4f} by the model)")
+            + (f"[bold]the baseline itself[/]: no cheaper config is {result.confidence:.0%} likely to reach the target "
+               f"(precision {result.baseline_precision:.4f} by the model); lower --confidence or the target to trade"
+               if pick.config == base.config else
+               f"[bold]predicted {pick.speedup:.2f}× faster[/] than the baseline {base.config.as_csv()} "
+               f"(predicted {fmt_seconds(base.seconds)}, precision {result.baseline_precision:.4f} by the model)"))
     lines = [head, f"target: {result.target_rule}, with probability ≥ {result.confidence:.2f} for one training",
              f"searched {result.candidates:,} configs ({result.grid} grid) in {result.evaluate_s * 1e3:.1f} ms "
              f"({result.configs_per_s:,.0f} configs/s); time model {result.time_model}, precision model {result.precision_model}"]
