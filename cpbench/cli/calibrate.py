@@ -55,6 +55,7 @@ def calibrate_command(
             raise typer.Exit(130)
     model = fit_kernel_model(calibration)
     path = save_calibration(ws.models_dir, calibration)
+    journal.unlink(missing_ok=True)  # only now: every measurement is in the saved calibration
     summary = {**model.summary(), "file": str(path)}
     if as_json:
         print_json(summary)

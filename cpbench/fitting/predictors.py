@@ -134,12 +134,9 @@ def _fitted(found: Located, profile, models_dir: Path, hardware_id: str) -> Chos
     if found.kind == "legacy-here":
         return Chosen(predictor_from_profile(profile), None, found.label)
     chosen = predictor_from_profile(profile)  # "none" raises the no-time-model error here
-    fitted = profile.fitted or {}
-    mismatch = hardware_mismatch(fitted, hardware_id) or (
-        f"profile '{profile.name}' carries a [fitted] table measured on another machine of "
-        f"hardware id {fitted.get('hardware_id')}" if _shipped(profile) else None)
-    return Chosen(chosen, f"{mismatch}; its times are that machine's, not this one's: {calibration_hint(profile.name)}"
-                  if mismatch else None, found.label)
+    mismatch = hardware_mismatch(profile.fitted, hardware_id) or (
+        "the profile's [fitted] table names no machine it was measured on")
+    return Chosen(chosen, f"{mismatch}; its times are not this machine's: {calibration_hint(profile.name)}", found.label)
 
 
 def named_model_predictor(profile, models_dir: Path, hardware_id: str, model: str):

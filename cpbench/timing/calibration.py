@@ -299,6 +299,8 @@ class Journal:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(header, sort_keys=True) + "\n", encoding="utf-8")
         self._file = open(path, "a", encoding="utf-8")
+        if path.read_bytes()[-1:] not in (b"\n", b""):  # a kill mid-line: start the next line on its own
+            self._file.write("\n")
 
     def add(self, round_index: int, item_id: str, minimum: float, median: float, load_s: float, elapsed_s: float) -> None:
         import json
@@ -307,10 +309,8 @@ class Journal:
                                      "load_s": load_s, "t": round(elapsed_s, 3)}) + "\n")
         self._file.flush()
 
-    def close(self, finished: bool) -> None:
+    def close(self) -> None:
         self._file.close()
-        if finished:
-            self.path.unlink(missing_ok=True)
 
 
 def journal_header(profile: Profile, space: Space, design: CalibrationDesign, in_channels: int, hardware_id: str) -> dict:
@@ -326,7 +326,7 @@ def calibrate(profile: Profile, space: Space, design: CalibrationDesign, in_chan
     """Measure every planned kernel and network `design.rounds` times, each round in a new order and
     new processes. `observer(done, total)` is told as items finish. With `journal_file`, every
     measurement is journaled as it arrives and those already there are not measured again (resume);
-    the journal goes once the calibration is complete. Raises DeviceUnavailable before any number
+    the caller removes the journal once the calibration is saved. Raises DeviceUnavailable before any number
     exists when the profile's device is not here."""
     from cpbench.timing.environment import fingerprint
 
@@ -365,7 +365,6 @@ def calibrate(profile: Profile, space: Space, design: CalibrationDesign, in_chan
     if observer:
         observer(done, total)
     order = list(graphs)
-    finished = False
     try:
         with tempfile.TemporaryDirectory(prefix="cpbench-calibrate-networks-") as folder:
             for round_index in range(design.rounds):
@@ -377,10 +376,9 @@ def calibrate(profile: Profile, space: Space, design: CalibrationDesign, in_chan
                 for config in networks:  # whole networks exactly as `cpbench time` measures a model, so the
                     if (round_index, f"net:{config.as_csv()}") not in results:  # composition learns that protocol
                         _time_network(config, in_channels, profile, Path(folder), on_item)
-        finished = True
     finally:
         if journal:
-            journal.close(finished)
+            journal.close()
 
     def entry(item_id: str) -> dict:
         measured = [results[(r, item_id)] for r in range(design.rounds)]
