@@ -58,7 +58,7 @@ def fit_command(
     if write:  # one record per (profile, machine): another machine's fit is never replaced by this one
         ws.ensure_writable()
         if fit_record_path(ws.models_dir, profile.name, measured_on).is_file():
-            result.warnings.append(f"replaces the earlier fit of '{profile.name}' on this machine ({measured_on})")
+            result.warnings.append(f"replaces the earlier fit of '{profile.name}' on machine {measured_on}")
         written = str(save_fit_record(ws.models_dir, result, observations))
     if as_json:
         print_json({**result.as_dict(), "written": written, "record": written, "other_devices": others})
