@@ -172,3 +172,30 @@ def test_degenerate_timings_are_a_usage_error():
     points = [Observation(f"copy{i}", "family", 1e-4 * (1 + i / 100), 1000, "run", config) for i in range(10)]
     with pytest.raises(UsageError, match="too few timed family configs on 'cpu': 1, need at least 8"):
         fit_device(Observations("cpu", 1, "median", points))
+
+
+def test_a_fit_never_mixes_the_wall_clock_with_the_runtimes_own_latency(workspace):
+    """The same device's runs on two clocks measure two things: the points come from the latest
+    run's clock only (a model timed only on the other clock is left out, not mixed in)."""
+    from dataclasses import replace
+
+    from cpbench.fitting.observations import load_observations
+
+    configs = random_configs(12, 5)
+    add_run(workspace, "openvino", configs[:8], truth(configs[:8]) * 1.3, seed=1)  # the shipped profile: clock runtime
+    profile = load_profile("openvino", workspace.profiles_dir)
+    wall = replace(profile, clock="wall", runtime_options=None)
+    run = TimingRun("openvino-synthetic-wall", "openvino", wall, fingerprint(), "2026-01-02T00:00:00+00:00")
+    with workspace.open_store() as store:
+        store.start_run(run)
+        for config, t in zip(configs[4:], truth(configs[4:])):
+            store.put_model(record(config))
+            timing = ModelTiming(record(config).name, "ok", 1, macs=record(config).macs, stats=summarize([t] * 30), times_s=[t] * 30)
+            store.put_timing(run.id, timing)
+        run.status = "done"
+        store.finish_run(run)
+        latest = load_observations(store, "openvino", statistic="min")
+    assert latest.clock == "wall" and latest.runs == [run.id]
+    assert sorted(p.config for p in latest.points) == sorted(configs[4:])
+    expected = dict(zip(configs[4:], truth(configs[4:])))
+    assert all(p.time_s == pytest.approx(expected[p.config]) for p in latest.points)

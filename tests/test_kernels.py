@@ -4,6 +4,7 @@ composition recover known answers, and `cpbench calibrate` feeds predict and rec
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,6 +152,9 @@ def test_calibrate_then_predict_and_recommend_use_this_machines_calibration(cli,
     summary = json.loads(done.stdout)
     assert summary["model"] == "kernel" and summary["networks"] == 8 and summary["statistic"] == "round-min"
     assert summary["kfold"]["n"] == 8 and summary["file"].endswith(".calibration.json.gz")
+    from cpbench.fitting.kernel_model import load_table_cache
+
+    assert load_table_cache(Path(summary["file"])) is not None  # later loads skip the factorisation
     done = cli("predict", "--device", "cpu-1thread", "-c", "16,20,3,2", "-w", str(ws), "--json")
     assert done.returncode == 0, done.stderr
     prediction = json.loads(done.stdout)
@@ -230,3 +234,54 @@ def test_a_calibration_under_other_run_settings_is_flagged(tmp_path):
     assert time_predictor(profile, tmp_path, "here").warning is None
     changed = time_predictor(profile.with_overrides(threads=2), tmp_path, "here")
     assert changed.warning and "threads differ" in changed.warning and "cpbench calibrate --device cpu-1thread" in changed.warning
+
+
+def test_a_calibration_on_the_other_clock_is_flagged(tmp_path):
+    """OpenVINO's shipped profile times the request's own latency; a calibration made on the wall
+    clock (or before profiles had a clock) does not answer for it without a warning."""
+    from dataclasses import replace
+
+    from cpbench.fitting.predictors import time_predictor
+    from cpbench.timing.profiles import SHIPPED, load_profile
+
+    profile = load_profile("openvino", SHIPPED)
+    assert profile.clock == "runtime"
+    calibration, _ = _synthetic_calibration(noise=0.0)
+    older = {k: v for k, v in profile.as_dict().items() if k != "clock"}  # written before the setting existed: wall
+    save_calibration(tmp_path, replace(calibration, device=profile.name, profile=older, fingerprint={"hardware_id": "here"}))
+    flagged = time_predictor(profile, tmp_path, "here")
+    assert flagged.warning and "clock differ" in flagged.warning
+    save_calibration(tmp_path, replace(calibration, device=profile.name, profile=profile.as_dict(), fingerprint={"hardware_id": "here"}))
+    assert time_predictor(profile, tmp_path, "here").warning is None
+
+
+def test_the_table_cache_answers_exactly_as_a_fresh_fit_and_only_for_its_own_file(tmp_path):
+    """recommend loads the shipped calibrations' completed tables from a cache instead of factorising
+    them again: each shipped cache must belong to its calibration file (or a stale one would be
+    silently skipped, and the 2 s answer lost) and give the very predictions of a fresh fit."""
+    import shutil
+
+    from cpbench.fitting.kernel_model import (
+        fit_kernel_model, load_table_cache, table_cache_path, write_table_cache,
+    )
+    from cpbench.timing.calibration import load_calibration
+    from cpbench.fitting.predictors import REFERENCE_FITS
+
+    configs = [Config(64, 28, 5, 3), Config(3, 9, 1, 1), Config(17, 20, 4, 2)]
+    shipped = sorted(REFERENCE_FITS.glob("*.calibration.json.gz"))
+    assert shipped
+    for path in shipped:
+        cached = load_table_cache(path)
+        assert cached is not None, f"stale table cache for {path.name}: refresh it with kernel_model.refresh_table_cache"
+        calibration = load_calibration(path)
+        fresh, fast = fit_kernel_model(calibration), fit_kernel_model(calibration, completed=cached)
+        assert np.array_equal(fresh.predict_configs(configs), fast.predict_configs(configs))
+    # a cache is keyed by its calibration file: another file's, a damaged one or none is ignored
+    copy = tmp_path / shipped[0].name
+    shutil.copy(shipped[0], copy)
+    shutil.copy(table_cache_path(shipped[1 % len(shipped)]), table_cache_path(copy))
+    assert load_table_cache(copy) is None or len(shipped) == 1
+    table_cache_path(copy).write_bytes(b"\x1f\x8b garbage")
+    assert load_table_cache(copy) is None
+    write_table_cache(copy, fit_kernel_model(load_calibration(copy)).table)
+    assert load_table_cache(copy) is not None

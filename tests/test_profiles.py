@@ -21,6 +21,8 @@ def test_shipped_profiles():
     assert cuda.provider == "CUDAExecutionProvider" and cuda.options["provider"]["device_id"] == 0
     assert load_profile("cpu-1thread", SHIPPED).threads == 1
     assert load_profile("openvino", SHIPPED).threads == 1  # chosen for repeatable answers (the reason is in the profile)
+    assert openvino.clock == "runtime" and openvino.as_dict()["clock"] == "runtime"  # benchmark_app's figure
+    assert cpu.clock == "wall" and load_profile("cpu-1thread", SHIPPED).clock == "wall"
 
 
 def test_a_workspace_profile_wins_and_a_path_works(tmp_path):
@@ -50,6 +52,8 @@ def test_a_workspace_profile_wins_and_a_path_works(tmp_path):
         ('runtime = "openvino"\n[options]\nPERFORMANCE_HINTS = "LATENCY"\n', "unknown OpenVINO property 'options.PERFORMANCE_HINTS'"),
         ('runtime = "openvino"\n[options]\nPERFORMANCE_HINT = "FASTEST"\n', "'options.PERFORMANCE_HINT' is 'FASTEST'"),
         ('runtime = "openvino"\n[options]\nNUM_STREAMS = 1.5\n', "'options.NUM_STREAMS' must be int or str"),
+        ('runtime = "openvino"\nclock = "cpu"\n', "key 'clock' is 'cpu'; use one of wall, runtime"),
+        ('runtime = "onnxruntime"\nprovider = "X"\nclock = "runtime"\n', "onnxruntime does not; set clock"),
     ],
 )
 def test_profile_errors_name_the_key(text, message):

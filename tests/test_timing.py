@@ -60,6 +60,21 @@ def test_stop_rule_needs_both_duration_and_count():
     assert by_count.warmup_runs == 3 and by_count.first_s == pytest.approx(0.001)
 
 
+def test_runtime_clock_measures_the_runtimes_own_latency_and_keeps_the_wall_time():
+    own = iter(range(1, 10_000))
+    settings = MeasureSettings(warmup_runs=2, warmup_time_s=0, min_time_s=0, min_runs=30)
+    raw = measure(lambda: None, settings, FakeClock(0.001), own_latency=lambda: next(own) * 1e-6, timer="runtime")
+    assert raw.clock == "runtime" and len(raw.times_s) == 30 == len(raw.wall_times_s)
+    assert raw.times_s == pytest.approx([i * 1e-6 for i in range(1, 31)])  # read after each timed run only
+    assert raw.wall_times_s == pytest.approx([0.001] * 30) and raw.own_times_s is None
+    wall = measure(lambda: None, settings, FakeClock(0.001), own_latency=lambda: 5e-6)
+    assert wall.clock == "wall" and wall.times_s == pytest.approx([0.001] * 30) and wall.own_times_s == pytest.approx([5e-6] * 30)
+    with pytest.raises(UsageError, match="reports its own request latency"):
+        measure(lambda: None, settings, FakeClock(0.001), timer="runtime")
+    with pytest.raises(UsageError, match="every run"):
+        measure(lambda: None, settings, FakeClock(0.001), own_latency=lambda: None, timer="runtime")
+
+
 def test_measure_settings_validation():
     with pytest.raises(UsageError, match="min_runs"):
         MeasureSettings(min_runs=0)

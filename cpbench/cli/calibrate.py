@@ -24,7 +24,7 @@ def calibrate_command(
     from cpbench.cli.views.common import bar_progress
     from cpbench.family.config import SPACES
     from cpbench.errors import check_choice
-    from cpbench.fitting.kernel_model import fit_kernel_model
+    from cpbench.fitting.kernel_model import refresh_table_cache
     from cpbench.timing.calibration import CalibrationDesign, calibrate, journal_path, save_calibration
     from cpbench.timing.environment import fingerprint
     from cpbench.timing.profiles import load_profile
@@ -53,9 +53,11 @@ def calibrate_command(
             kept = max(0, len(journal.read_text(encoding="utf-8").splitlines()) - 1) if journal.exists() else 0
             err.print(f"interrupted: {kept} measurements are kept in {journal}; rerun the same command to resume")
             raise typer.Exit(130)
-    model = fit_kernel_model(calibration)
     path = save_calibration(ws.models_dir, calibration)
     journal.unlink(missing_ok=True)  # only now: every measurement is in the saved calibration
+    # fitted from the file as saved (its times rounded to 5 digits), so that every later load, which
+    # reads the tables cached here, predicts exactly what is shown now
+    model = refresh_table_cache(path)
     summary = {**model.summary(), "file": str(path)}
     if as_json:
         print_json(summary)

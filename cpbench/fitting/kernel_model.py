@@ -18,6 +18,7 @@ networks here; benchmarks/kernel_model.py adds 20 configs timed in a separate ru
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -118,7 +119,9 @@ class KernelTable:
     empty_s: float
 
     @classmethod
-    def from_calibration(cls, calibration: Calibration) -> "KernelTable":
+    def from_calibration(cls, calibration: Calibration, completed: dict | None = None) -> "KernelTable":
+        """The table of a calibration; `completed` ((kind, k) -> (times, rank, cv_mape), from
+        load_table_cache) skips the factorisation, which is most of the cost of loading a model."""
         entries = list(calibration.kernels.values())
         convs = {}
         for kind in ("first", "inner"):
@@ -131,9 +134,13 @@ class KernelTable:
                 for e in cells:
                     values[e["f"] - 1, e["s"] - s_min] = round_min(e)
                     mask[e["f"] - 1, e["s"] - s_min] = True
-                completed, rank, cv = complete(values, mask)
-                completed = np.where(mask, values, np.maximum(completed, values[mask].min() * 0.5))
-                convs[(kind, k)] = ConvTable(kind, k, s_min, completed, mask, rank, cv)
+                cached = (completed or {}).get((kind, k))
+                if cached is not None and np.shape(cached[0]) == values.shape:
+                    convs[(kind, k)] = ConvTable(kind, k, s_min, np.asarray(cached[0], float), mask, int(cached[1]), float(cached[2]))
+                    continue
+                filled, rank, cv = complete(values, mask)
+                filled = np.where(mask, values, np.maximum(filled, values[mask].min() * 0.5))
+                convs[(kind, k)] = ConvTable(kind, k, s_min, filled, mask, rank, cv)
         fc = sorted((e["features"], round_min(e)) for e in entries if e["kind"] == "classifier")
         empty = [round_min(e) for e in entries if e["kind"] == "empty"]
         if not fc or not empty:
@@ -209,8 +216,67 @@ class KernelModel:
         }
 
 
-def fit_kernel_model(calibration: Calibration, folds: int = 5, seed: int = 0) -> KernelModel:
-    table = KernelTable.from_calibration(calibration)
+TABLE_CACHE_FORMAT = 1
+TABLE_CACHE_VERSION = 1  # bump when the completion changes: every cache made before is then ignored
+
+
+def table_cache_path(calibration_file: Path) -> Path:
+    return Path(calibration_file).with_name(Path(calibration_file).name.replace(".calibration.json.gz", ".tables.json.gz"))
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def write_table_cache(calibration_file: Path, table: KernelTable) -> Path:
+    """The completed tables of a saved calibration, beside it, keyed by the calibration file's hash:
+    loading a model then costs a lookup instead of the factorisation (recommend loads three)."""
+    import gzip
+    import json
+
+    from cpbench.workspace.files import write_atomically
+    from cpbench.workspace.formats import stamp
+
+    payload = {"version": TABLE_CACHE_VERSION, "calibration_sha256": _sha256(calibration_file),
+               "convs": [{"kind": kind, "k": k, "rank": t.rank, "cv_mape": t.cv_mape, "times": t.times.tolist()}
+                         for (kind, k), t in sorted(table.convs.items())]}
+    path = table_cache_path(calibration_file)
+    write_atomically(path, gzip.compress(json.dumps(stamp(payload, TABLE_CACHE_FORMAT)).encode(), mtime=0))
+    return path
+
+
+def refresh_table_cache(calibration_file: Path) -> "KernelModel":
+    """Fit the saved calibration from its file and cache its tables beside it (cpbench calibrate does
+    this; for a shipped reference: python -c "from cpbench.fitting.kernel_model import *;
+    refresh_table_cache('cpbench/reference/fits/<name>.calibration.json.gz')")."""
+    from cpbench.timing.calibration import load_calibration
+
+    model = fit_kernel_model(load_calibration(calibration_file))
+    write_table_cache(calibration_file, model.table)
+    return model
+
+
+def load_table_cache(calibration_file: Path) -> dict | None:
+    """(kind, k) -> (times, rank, cv_mape) when a cache of exactly this calibration file and this
+    version of the completion exists; None otherwise (the tables are then completed again)."""
+    import gzip
+    import json
+
+    path = table_cache_path(calibration_file)
+    try:
+        payload = json.loads(gzip.decompress(path.read_bytes()))
+        if (payload.get("format") != TABLE_CACHE_FORMAT or payload.get("version") != TABLE_CACHE_VERSION
+                or payload.get("calibration_sha256") != _sha256(calibration_file)):
+            return None
+        return {(c["kind"], int(c["k"])): (c["times"], c["rank"], c["cv_mape"]) for c in payload["convs"]}
+    except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError):
+        return None  # a cache is only ever a shortcut: a damaged one costs time, never an answer
+
+
+def fit_kernel_model(calibration: Calibration, folds: int = 5, seed: int = 0, completed: dict | None = None) -> KernelModel:
+    table = KernelTable.from_calibration(calibration, completed)
     configs = [Config(*map(int, key.split(","))) for key in calibration.networks]
     if len(configs) < len(COMPOSITION_TERMS) + 2:
         raise UsageError(f"the calibration timed {len(configs)} networks; the composition needs at least "

@@ -54,6 +54,7 @@ class Observations:
     runs: list[str] = field(default_factory=list)
     hardware_ids: list[str] = field(default_factory=list)
     fingerprint: dict = field(default_factory=dict)  # of the latest run
+    clock: str = "wall"  # the runs' clock (profiles' 'clock'): only runs on the latest run's clock are used
 
     @property
     def family(self) -> list[Observation]:
@@ -107,8 +108,13 @@ def load_observations(store, device: str, batch: int | None = None, statistic: s
         raise UsageError(f"device '{device}' was never timed at batch {batch}; run 'cpbench time --device {device} --batch {batch}'")
     latest: dict[str, Observation] = {}
     fingerprint: dict = {}
+    clock = store.get_run(runs[-1].id).profile.get("clock", "wall")  # never mix wall times with runtime latencies
+    used = []
     for summary in runs:  # oldest first, so a later measurement of a model replaces an earlier one
         run = store.get_run(summary.id)
+        if run.profile.get("clock", "wall") != clock:
+            continue
+        used.append(summary)
         fingerprint = run.fingerprint
         for m in run.measurements:
             if m.status != "ok" or not m.times:
@@ -126,8 +132,8 @@ def load_observations(store, device: str, batch: int | None = None, statistic: s
                     point.config = Config.parse(record.config_id)
             latest[m.model] = point
     return Observations(
-        device, batch, statistic, list(latest.values()), runs=[r.id for r in runs],
-        hardware_ids=sorted({r.hardware_id for r in runs}), fingerprint=fingerprint,
+        device, batch, statistic, list(latest.values()), runs=[r.id for r in used],
+        hardware_ids=sorted({r.hardware_id for r in used}), fingerprint=fingerprint, clock=clock,
     )
 
 

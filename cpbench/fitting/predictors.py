@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 from cpbench.errors import UsageError, calibration_hint
 from cpbench.fitting.device_fit import fit_record_path, hardware_mismatch, load_fit_record, predictor_from_profile
-from cpbench.fitting.kernel_model import KernelPredictor, fit_kernel_model
+from cpbench.fitting.kernel_model import KernelPredictor, fit_kernel_model, load_table_cache
 from cpbench.timing.calibration import calibration_path, load_calibration
 
 REFERENCE_FITS = Path(__file__).resolve().parents[1] / "reference" / "fits"
@@ -55,7 +55,8 @@ def _closest(paths: list[Path], hardware_id: str) -> Path:
 
 def kernel_predictor(path: Path, device: str | None = None, reference: bool = False) -> KernelPredictor:
     calibration = load_calibration(path)
-    return KernelPredictor(device or calibration.device, fit_kernel_model(calibration), str(path), reference)
+    model = fit_kernel_model(calibration, completed=load_table_cache(path))
+    return KernelPredictor(device or calibration.device, model, str(path), reference)
 
 
 @dataclass
@@ -87,14 +88,18 @@ def locate_time_model(profile, models_dir: Path, hardware_id: str) -> Located:
     return Located("none", None, "no time model")
 
 
-RUN_SETTINGS = ("runtime", "provider", "device", "threads", "batch", "graph_optimization", "options")
+RUN_SETTINGS = ("runtime", "provider", "device", "threads", "batch", "graph_optimization", "options", "clock")
+SETTING_DEFAULTS = {"clock": "wall"}  # what a calibration made before the setting existed measured
 
 
 def settings_changed(calibrated: dict, profile) -> list[str]:
     """The run settings in which a calibration's profile differs from the profile now (the times
     of one do not answer for the other)."""
+    if not calibrated:
+        return []
     now = profile.as_dict()
-    return [key for key in RUN_SETTINGS if key in calibrated and calibrated.get(key) != now.get(key)]
+    return [key for key in RUN_SETTINGS if (key in calibrated or key in SETTING_DEFAULTS)
+            and calibrated.get(key, SETTING_DEFAULTS.get(key)) != now.get(key)]
 
 
 def _with_settings_check(chosen: Chosen, profile) -> Chosen:

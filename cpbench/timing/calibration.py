@@ -204,7 +204,7 @@ def _calibration_worker(connection, items: list[tuple[str, bytes]], profile: Pro
                 path.write_bytes(graph)
                 inputs = make_inputs(path, 1, 0)
                 loaded = runtime.load(path, profile, inputs)
-                raw = measure(loaded.run, settings)
+                raw = measure(loaded.run, settings, own_latency=getattr(loaded, "own_latency", None), timer=profile.clock)
                 times = np.asarray(raw.times_s)
                 connection.send(("ok", item_id, float(times.min()), float(np.median(times)), float(loaded.load_s)))
                 del loaded

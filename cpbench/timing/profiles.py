@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from cpbench.errors import UsageError
-from cpbench.timing.protocol import MeasureSettings
+from cpbench.timing.protocol import CLOCKS, MeasureSettings
 from cpbench.timing.runtime_options import OPTIONS, OptionError
 
 GRAPH_OPTIMIZATION = ("disable", "basic", "extended", "all")
@@ -23,7 +23,7 @@ RUNTIMES = tuple(OPTIONS)
 MAX_THREADS = 1024
 TOP_LEVEL = {
     "name": str, "description": str, "runtime": str, "provider": str, "device": str, "threads": int,
-    "batch": int, "graph_optimization": str, "options": dict, "measure": dict, "fitted": dict,
+    "batch": int, "graph_optimization": str, "options": dict, "measure": dict, "fitted": dict, "clock": str,
 }
 
 
@@ -38,6 +38,7 @@ class Profile:
     graph_optimization: str = "all"
     options: dict = field(default_factory=dict)  # runtime-specific: ORT session/provider options, OpenVINO config
     measure: MeasureSettings = field(default_factory=MeasureSettings)
+    clock: str = "wall"  # what a run's time is: protocol.CLOCKS ('runtime': the runtime's own request latency)
     description: str = ""
     fitted: dict | None = None
     path: Path | None = None
@@ -50,6 +51,11 @@ class Profile:
             except OptionError as exc:
                 where = self.path or f"profile {self.name}"
                 raise UsageError(f"invalid profile {where}: {exc}") from None
+        if self.clock not in CLOCKS:
+            raise UsageError(f"invalid profile {self.path or self.name}: key 'clock' is {self.clock!r}; use one of {', '.join(CLOCKS)}")
+        if self.clock == "runtime" and not getattr(OPTIONS.get(self.runtime), "reports_own_latency", False):
+            raise UsageError(f"invalid profile {self.path or self.name}: clock = \"runtime\" needs a runtime that reports its "
+                             f"own request latency, and {self.runtime} does not; set clock = \"wall\"")
         provider_options = getattr(self.runtime_options, "provider", None)
         if self.provider == "CPUExecutionProvider" and provider_options:  # ORT would ignore them without a word
             raise UsageError(f"invalid profile {self.path or self.name}: CPUExecutionProvider takes no provider options "
@@ -65,7 +71,8 @@ class Profile:
         return {
             "name": self.name, "runtime": self.runtime, "provider": self.provider, "device": self.device,
             "threads": self.threads, "batch": self.batch, "graph_optimization": self.graph_optimization,
-            "options": dict(self.options), "measure": self.measure.as_dict(), "description": self.description,
+            "options": dict(self.options), "measure": self.measure.as_dict(), "clock": self.clock,
+            "description": self.description,
             "path": str(self.path) if self.path else None,
         }
 
@@ -123,6 +130,7 @@ def parse_profile(text: str, path: Path) -> Profile:
         graph_optimization=data.get("graph_optimization", "all"),
         options=data.get("options", {}),
         measure=settings,
+        clock=data.get("clock", "wall"),
         description=data.get("description", ""),
         fitted=data.get("fitted"),
         path=path,

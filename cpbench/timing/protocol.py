@@ -133,20 +133,35 @@ def summarize(times: Sequence[float], timer_resolution_s: float | None = None) -
     )
 
 
+CLOCKS = {
+    "wall": "the wall time of the call from Python (perf_counter around it): what a Python caller waits",
+    "runtime": "the runtime's own latency of each request, timed inside it around the inference "
+               "(what OpenVINO's benchmark_app reports): the Python call and its cache misses left out",
+}
+
+
 @dataclass
 class RawMeasurement:
-    first_s: float  # the first inference after load/compile, timed apart
+    first_s: float  # the first inference after load/compile, timed apart (wall)
     warmup_runs: int
-    times_s: list[float]  # every timed run: the wall time of the call, what the fits use
+    times_s: list[float]  # every timed run on the profile's clock: what the statistics and the fits use
     wall_s: float  # warm-up and timed runs together
     own_times_s: list[float] | None = None  # the runtime's own latency of each timed run, where it reports one
+    wall_times_s: list[float] | None = None  # the wall time of each call, kept beside when the clock is 'runtime'
+    clock: str = "wall"
 
 
 def measure(run: Callable[[], object], settings: MeasureSettings, clock: Callable[[], float] = time.perf_counter,
-            own_latency: Callable[[], float | None] | None = None) -> RawMeasurement:
+            own_latency: Callable[[], float | None] | None = None, timer: str = "wall") -> RawMeasurement:
     """Time `run` per call: the first call, a warm-up, then runs until the stop rule says enough.
     `own_latency`, where the runtime measures its own request latency (OpenVINO), is read after
-    each timed run and kept beside the wall time (benchmark_app reports that figure)."""
+    each timed run and kept beside the wall time (benchmark_app reports that figure). With
+    timer='runtime' that latency is the measurement (and drives the stop rule's count) and the wall
+    time is kept beside it; the stop rule's duration is always wall time."""
+    if timer not in CLOCKS:
+        raise UsageError(f"unknown clock {timer!r}; use one of {', '.join(CLOCKS)}")
+    if timer == "runtime" and own_latency is None:
+        raise UsageError("clock 'runtime' needs a runtime that reports its own request latency; set clock = \"wall\" in the profile")
     started = clock()
     t0 = clock()
     run()
@@ -174,7 +189,13 @@ def measure(run: Callable[[], object], settings: MeasureSettings, clock: Callabl
         n = len(times)
         if (n >= settings.min_runs and elapsed >= settings.min_time_s) or n >= settings.max_runs or elapsed >= settings.max_time_s:
             break
-    return RawMeasurement(first_s=first, warmup_runs=warmups, times_s=times, wall_s=clock() - started,
+    total = clock() - started
+    if timer == "runtime":
+        if len(own) != len(times):
+            raise UsageError("the runtime did not report its own latency for every run; set clock = \"wall\" in the profile")
+        return RawMeasurement(first_s=first, warmup_runs=warmups, times_s=own, wall_s=total, wall_times_s=times,
+                              clock="runtime")
+    return RawMeasurement(first_s=first, warmup_runs=warmups, times_s=times, wall_s=total,
                           own_times_s=own if len(own) == len(times) else None)
 
 

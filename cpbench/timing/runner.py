@@ -116,12 +116,17 @@ def _worker(connection, path: str, profile: Profile, seed: int) -> None:
         runtime = get_runtime(profile.runtime)
         inputs = make_inputs(Path(path), profile.batch, seed)
         loaded = runtime.load(Path(path), profile, inputs)
-        raw = measure(loaded.run, profile.measure, own_latency=getattr(loaded, "own_latency", None))
+        raw = measure(loaded.run, profile.measure, own_latency=getattr(loaded, "own_latency", None), timer=profile.clock)
         described = loaded.describe()
+        described["clock"] = raw.clock
         if raw.own_times_s:
             own = np.asarray(raw.own_times_s)
             described["own_latency"] = {"n": len(own), "median_s": float(np.median(own)), "min_s": float(own.min()),
                                         "what": "the runtime's own request latency; the fits use the wall time of the call"}
+        if raw.wall_times_s:
+            wall = np.asarray(raw.wall_times_s)
+            described["wall_time"] = {"n": len(wall), "median_s": float(np.median(wall)), "min_s": float(wall.min()),
+                                      "what": "the wall time of the Python call; the fits use the runtime's own latency"}
         connection.send({
             "ok": True, "load_s": loaded.load_s, "first_s": raw.first_s, "warmup_runs": raw.warmup_runs,
             "times": raw.times_s, "runtime": described,

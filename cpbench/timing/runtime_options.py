@@ -29,6 +29,8 @@ def _check(key: str, value: object, kind: type | tuple, choices: tuple = ()) -> 
 class OrtOptions:
     """ONNX Runtime: SessionOptions fields, session config entries and the provider's options."""
 
+    reports_own_latency: ClassVar[bool] = False  # no per-run latency short of its profiler: clock = "wall" only
+
     inter_op_num_threads: int | None = None
     execution_mode: str | None = None  # sequential | parallel
     enable_mem_pattern: bool | None = None
@@ -85,6 +87,7 @@ OPENVINO_PROPERTIES: dict[str, tuple[tuple, tuple]] = {
 class OpenVinoOptions:
     """OpenVINO compile-time properties, by their names in the OpenVINO documentation."""
 
+    reports_own_latency: ClassVar[bool] = True  # InferRequest.latency: the request's own time (clock = "runtime")
     properties: dict[str, str] = field(default_factory=dict)
 
     @classmethod

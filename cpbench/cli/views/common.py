@@ -223,7 +223,8 @@ class TimingProgress(LazyProgress):
 
 def timing_table(run) -> Table:
     batch = run.profile.batch
-    title = f"Run {run.id} on '{run.device}' ({run.profile.description or run.profile.runtime}), batch {batch}"
+    clock = "the runtime's own request latency" if run.profile.clock == "runtime" else "wall time of the call"
+    title = f"Run {run.id} on '{run.device}' ({run.profile.description or run.profile.runtime}), batch {batch}; times: {clock}"
     table = Table(title=title)
     table.add_column("model", overflow="fold", min_width=20)
     for column in ("MACs", "load", "first", "median", "p90", "stdev %", "n", "GMAC/s") + (("img/s",) if batch > 1 else ()) + ("notes",):
