@@ -2,7 +2,7 @@
 the statistic the fits use (round-min) with a median difference of 1.5 % or less and a maximum
 of 5 % (the goal of issue 13), per device profile.
 
-    python benchmarks/repeatability.py [--device cpu-1thread] [--configs 20] [--seed 9200] [--workspace bench-repeat]
+    python benchmarks/repeatability.py [--device cpu-1thread] [--configs 20] [--seed 9200] [--workspace bench-repeat] [--max-rounds M]
 """
 
 from __future__ import annotations
@@ -21,15 +21,19 @@ def main() -> None:
     parser.add_argument("--configs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=9200)
     parser.add_argument("--workspace", type=Path, default=Path("bench-repeat"))
+    parser.add_argument("--max-rounds", type=int, default=0, help="passed to cpbench time: the stop rule across rounds (0: the profile's)")
     args = parser.parse_args()
     export(random_configs(args.configs, args.seed), args.workspace)
-    first, second = (cpbench("time", "--device", args.device, "--models", "family/*", "-w", str(args.workspace)) for _ in range(2))
+    extra = ["--max-rounds", str(args.max_rounds)] if args.max_rounds else []
+    first, second = (cpbench("time", "--device", args.device, "--models", "family/*", "-w", str(args.workspace), *extra)
+                     for _ in range(2))
     a = {m["model"]: round_min(m) for m in first["models"] if m["status"] == "ok"}
     b = {m["model"]: round_min(m) for m in second["models"] if m["status"] == "ok"}
     names = sorted(set(a) & set(b))
     diff = np.array([abs(b[n] / a[n] - 1) for n in names])
     worst = names[int(np.argmax(diff))]
-    rounds = len(first["models"][0]["rounds"])
+    counts = [len(m["rounds"]) for run in (first, second) for m in run["models"] if m["status"] == "ok"]
+    rounds = f"{min(counts)}-{max(counts)}" if min(counts) != max(counts) else str(counts[0])
     verdict = "met" if np.median(diff) <= 0.015 and diff.max() <= 0.05 else "NOT met"
     print(f"'{args.device}': runs {first['run_id']} and {second['run_id']}, {len(names)} configs, {rounds} rounds each, "
           f"round-min: median |B/A - 1| {np.median(diff):.2%}, max {diff.max():.2%} ({worst}: {a[worst] * 1e6:.1f} -> "
