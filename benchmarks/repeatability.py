@@ -38,6 +38,13 @@ def main() -> None:
     print(f"'{args.device}': runs {first['run_id']} and {second['run_id']}, {len(names)} configs, {rounds} rounds each, "
           f"round-min: median |B/A - 1| {np.median(diff):.2%}, max {diff.max():.2%} ({worst}: {a[worst] * 1e6:.1f} -> "
           f"{b[worst] * 1e6:.1f} µs); goal median <= 1.5 %, max <= 5 %: {verdict}")
+    # a diagnostic, not the goal: how much of the difference is the whole machine moving between the
+    # two runs (every model alike), which no per-model statistic can repeat
+    ratio = np.array([b[n] / a[n] for n in names])
+    drift = float(np.median(ratio))
+    relative = np.abs(ratio / drift - 1)
+    print(f"  the second run is {drift - 1:+.2%} on the median model (B/A from {ratio.min():.3f} to {ratio.max():.3f}); "
+          f"with that common drift divided out: median {np.median(relative):.2%}, max {relative.max():.2%}")
 
 
 if __name__ == "__main__":
