@@ -98,6 +98,7 @@ def test_compare_two_runs(cli, workspace):
     assert result.returncode == 0, result.stderr
     comparison = json.loads(result.stdout)
     assert comparison["run_a"] == ids[0] and len(comparison["models"]) == 2 and comparison["same_hardware"]
+    assert comparison["clocks"] == ["wall", "wall"]
     for model in comparison["models"]:
         assert model["ratio"] == pytest.approx(model["median_b_s"] / model["median_a_s"])
         assert 0 <= model["p_value"] <= 1 and model["verdict"] in ("faster", "slower", "same")

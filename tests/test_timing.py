@@ -84,3 +84,29 @@ def test_measure_settings_validation():
 
 def test_geometric_mean():
     assert geometric_mean([0.5, 2.0]) == pytest.approx(1.0)
+
+
+def test_a_comparison_says_when_its_runs_timed_different_clocks():
+    """OpenVINO's own latency against a wall time is not like for like: the comparison carries both
+    clocks and its table says so (an older run without a clock timed the wall)."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from cpbench.cli.views.common import compare_table
+    from cpbench.timing.compare import compare_runs
+
+    def run(name, clock, median):
+        profile = {"clock": clock} if clock else {}
+        model = SimpleNamespace(model="m", status="ok", median_s=median, rounds=[])
+        return SimpleNamespace(id=name, profile=profile, measurements=[model], hardware_id="h")
+
+    mixed = compare_runs(run("a", None, 10e-6), run("b", "runtime", 8e-6))
+    assert mixed.clocks == ("wall", "runtime") and mixed.as_dict()["clocks"] == ["wall", "runtime"]
+    console = Console(width=400, record=True)
+    console.print(compare_table(mixed))
+    assert "A timed the wall clock, B the runtime clock" in console.export_text()
+    same = compare_runs(run("a", "runtime", 10e-6), run("b", "runtime", 8e-6))
+    console = Console(width=400, record=True)
+    console.print(compare_table(same))
+    assert same.clocks == ("runtime", "runtime") and "clock" not in console.export_text()

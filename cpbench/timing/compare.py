@@ -46,9 +46,10 @@ class RunComparison:
     only_in_a: list[str]
     only_in_b: list[str]
     same_hardware: bool
+    clocks: tuple[str, str] = ("wall", "wall")  # each run's profile clock: a runtime latency against a wall time is not like for like
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "models": [m.as_dict() for m in self.models]}
+        return {**asdict(self), "models": [m.as_dict() for m in self.models], "clocks": list(self.clocks)}
 
 
 def compare_runs(run_a: "RunRecord", run_b: "RunRecord") -> RunComparison:
@@ -84,4 +85,5 @@ def compare_runs(run_a: "RunRecord", run_b: "RunRecord") -> RunComparison:
         geometric_mean_ratio=geometric_mean([m.ratio for m in models]),
         only_in_a=[n for n in ok_a if n not in ok_b], only_in_b=[n for n in ok_b if n not in ok_a],
         same_hardware=run_a.hardware_id == run_b.hardware_id,
+        clocks=(run_a.profile.get("clock", "wall"), run_b.profile.get("clock", "wall")),
     )

@@ -258,4 +258,7 @@ def compare_table(comparison) -> Table:
                      "differences under 3 % are 'same'; 'untested': one round a side (time with --rounds 3 to test)")
     if not comparison.same_hardware:
         table.caption += " [yellow](the runs come from different hardware)[/]"
+    if comparison.clocks[0] != comparison.clocks[1]:
+        table.caption += (f" [yellow](A timed the {comparison.clocks[0]} clock, B the {comparison.clocks[1]} clock: "
+                          "the ratios include the Python call's cost, not only the runtime's)[/]")
     return table
