@@ -94,3 +94,13 @@ def test_data_and_presets_commands(cli):
     assert data["dataset"] == "fashionmnist" and data["folder"]
     presets = {p["name"]: p for p in json.loads(cli("presets", "--json").stdout)}
     assert set(presets) == {"smoke", "quick", "paper", "timing"} and presets["timing"]["configs"] >= 150
+
+
+def test_export_help_names_every_recipe(cli):
+    """The help is where a user learns the recipes' names: a recipe added to train.RECIPES must be in it."""
+    from cpbench.build.train import RECIPES
+
+    done = cli("export", "--help")
+    assert done.returncode == 0
+    line = next(l for l in done.stdout.splitlines() if "--recipe" in l)
+    assert all(name in line for name in RECIPES), line
