@@ -108,13 +108,13 @@ def load_observations(store, device: str, batch: int | None = None, statistic: s
         raise UsageError(f"device '{device}' was never timed at batch {batch}; run 'cpbench time --device {device} --batch {batch}'")
     latest: dict[str, Observation] = {}
     fingerprint: dict = {}
-    clock = store.get_run(runs[-1].id).profile.get("clock", "wall")  # never mix wall times with runtime latencies
-    used = []
-    for summary in runs:  # oldest first, so a later measurement of a model replaces an earlier one
+    def clock_of(summary) -> str:
+        return store.run_profile(summary.id).get("clock", "wall")
+
+    clock = clock_of(runs[-1])  # never mix wall times with runtime latencies
+    used = [summary for summary in runs if clock_of(summary) == clock]
+    for summary in used:  # oldest first, so a later measurement of a model replaces an earlier one
         run = store.get_run(summary.id)
-        if run.profile.get("clock", "wall") != clock:
-            continue
-        used.append(summary)
         fingerprint = run.fingerprint
         for m in run.measurements:
             if m.status != "ok" or not m.times:

@@ -106,6 +106,12 @@ def _detach_from_signals() -> None:
         pass
 
 
+def _beside(times: list[float], what: str) -> dict:
+    """The summary of the clock the profile does not time, kept beside the measurement."""
+    values = np.asarray(times)
+    return {"n": len(values), "median_s": float(np.median(values)), "min_s": float(values.min()), "what": what}
+
+
 def _worker(connection, path: str, profile: Profile, seed: int) -> None:
     """Runs in a fresh process: load, measure, send back raw facts (no statistics here)."""
     _detach_from_signals()
@@ -120,13 +126,9 @@ def _worker(connection, path: str, profile: Profile, seed: int) -> None:
         described = loaded.describe()
         described["clock"] = raw.clock
         if raw.own_times_s:
-            own = np.asarray(raw.own_times_s)
-            described["own_latency"] = {"n": len(own), "median_s": float(np.median(own)), "min_s": float(own.min()),
-                                        "what": "the runtime's own request latency; the fits use the wall time of the call"}
+            described["own_latency"] = _beside(raw.own_times_s, "the runtime's own request latency; the fits use the wall time of the call")
         if raw.wall_times_s:
-            wall = np.asarray(raw.wall_times_s)
-            described["wall_time"] = {"n": len(wall), "median_s": float(np.median(wall)), "min_s": float(wall.min()),
-                                      "what": "the wall time of the Python call; the fits use the runtime's own latency"}
+            described["wall_time"] = _beside(raw.wall_times_s, "the wall time of the Python call; the fits use the runtime's own latency")
         connection.send({
             "ok": True, "load_s": loaded.load_s, "first_s": raw.first_s, "warmup_runs": raw.warmup_runs,
             "times": raw.times_s, "runtime": described,

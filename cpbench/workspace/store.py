@@ -535,6 +535,15 @@ class Store:
             out.append(RunSummary(**values))
         return out
 
+    def run_profile(self, run_id: str) -> dict:
+        """The profile a run was timed with, without reading its measurements (they hold every time)."""
+        row = self.db.execute("SELECT profile FROM runs WHERE id = ?", (run_id,)).fetchone()
+        try:
+            return json.loads(row["profile"]) if row is not None else {}
+        except ValueError:
+            raise UsageError(f"the store's run {run_id!r} holds invalid JSON; restore the store from a copy or "
+                             "time the device again") from None
+
     def get_run(self, run_id: str) -> "RunRecord | None":
         row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
