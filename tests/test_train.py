@@ -3,7 +3,7 @@ import torch
 from cpbench.family.config import Config
 from cpbench.build.data import DatasetSpec, prepare
 from cpbench.family.network import build_family_model
-from cpbench.build.train import RECIPES, Recipe, augment_batch, train_model
+from cpbench.build.train import RECIPES, Recipe, augment_batch, erase_batch, train_model
 
 
 def train_smoke(config: Config, subset: int = 3000):
@@ -43,3 +43,80 @@ def test_augmentation_shifts_and_flips_each_sample():
         out = augment_batch(x, torch.Generator().manual_seed(_), pad=0)
         for i in range(2):  # with no padding, each sample is itself or its mirror image
             assert torch.equal(out[i], x[i]) or torch.equal(out[i], x[i].flip(-1))
+
+
+def test_recipes_from_before_a_field_existed_keep_their_hash():
+    # the shipped study is keyed by this hash: adding a recipe field must not orphan its results
+    from cpbench.build.precision_study import REFERENCE_STUDY, read_results
+
+    shipped = {r.recipe_hash for r in read_results(REFERENCE_STUDY)}
+    assert shipped == {RECIPES["converged"].hash}
+    assert RECIPES["converged"].with_overrides(erase=0.5).hash not in shipped
+
+
+def test_random_erasing_zeroes_one_rectangle_in_about_p_of_the_samples():
+    x = torch.ones(4000, 1, 20, 20)
+    out = erase_batch(x, torch.Generator().manual_seed(0), p=0.5)
+    zeroed = (out == 0).squeeze(1)
+    erased = zeroed.flatten(1).any(1)
+    assert 0.45 < erased.float().mean() < 0.55
+    for mask in zeroed[erased][:200]:  # each erased region is one full rectangle of 2-25 % of the image
+        rows, cols = mask.any(1).nonzero().squeeze(1), mask.any(0).nonzero().squeeze(1)
+        assert int(mask.sum()) == len(rows) * len(cols)
+        assert rows.max() - rows.min() + 1 == len(rows) and cols.max() - cols.min() + 1 == len(cols)
+        assert 0.01 <= mask.float().mean() <= 0.27
+    assert torch.equal(erase_batch(x, torch.Generator().manual_seed(0), p=0.0), x)
+
+
+def _tiny_run(recipe: Recipe, labels_shuffled: bool = False, teacher=None):
+    data = prepare(DatasetSpec.parse("fashionmnist"), 8)
+    x, y = data.x_train[:512], data.y_train[:512]
+    if labels_shuffled:
+        y = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(5))]
+    torch.manual_seed(recipe.seed)
+    model = build_family_model(Config(4, 8, 3, 1))
+    train_model(model, x, y, data.x_test[:256], data.y_test[:256], recipe, threads=1, teacher=teacher)
+    return model
+
+
+def test_ema_exports_the_moving_average_of_the_trajectory():
+    recipe = Recipe("t", epochs=2, batch_size=64, lr=1e-2)
+    trajectory: list[list[torch.Tensor]] = []
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    hook = register_optimizer_step_post_hook(
+        lambda opt, *_: trajectory.append([p.detach().clone() for g in opt.param_groups for p in g["params"]]))
+    try:
+        plain = _tiny_run(recipe)
+    finally:
+        hook.remove()
+    torch.manual_seed(recipe.seed)
+    averaged = [p.detach().clone() for p in build_family_model(Config(4, 8, 3, 1)).parameters()]
+    for step, params in enumerate(trajectory):
+        decay = min(0.95, (1 + step) / (10 + step))
+        averaged = [decay * a + (1 - decay) * p for a, p in zip(averaged, params)]
+    ema = _tiny_run(recipe.with_overrides(ema=0.95))
+    for got, want, last in zip(ema.parameters(), averaged, plain.parameters()):
+        assert torch.allclose(got, want, atol=1e-6)
+        assert not torch.allclose(got, last)  # not the last weights: the average
+
+
+def test_full_distillation_learns_from_the_teacher_not_the_labels():
+    teacher = build_family_model(Config(4, 8, 3, 1))
+    recipe = Recipe("t", epochs=1, batch_size=64, distill=1.0)
+    true_labels = _tiny_run(recipe, teacher=teacher)
+    shuffled = _tiny_run(recipe, labels_shuffled=True, teacher=teacher)
+    for a, b in zip(true_labels.parameters(), shuffled.parameters()):
+        assert torch.equal(a, b)
+    half = _tiny_run(recipe.with_overrides(distill=0.5), labels_shuffled=True, teacher=teacher)
+    assert not all(torch.equal(a, b) for a, b in zip(true_labels.parameters(), half.parameters()))
+
+
+def test_a_distilling_recipe_without_a_teacher_is_a_usage_error():
+    import pytest
+    from cpbench.errors import UsageError
+
+    with pytest.raises(UsageError, match="teacher"):
+        _tiny_run(Recipe("t", epochs=1, distill=0.5))
+    with pytest.raises(UsageError, match="erase"):
+        Recipe("t", epochs=1, erase=1.5)

@@ -38,6 +38,9 @@ def effective_autocast(requested: str, device: torch.device) -> str:
     return "fp32"
 
 
+# fields added after recipes were first hashed, with the value that leaves an older recipe's hash alone
+_LATER_FIELDS = {"autocast": "fp32", "erase": 0.0, "ema": 0.0, "distill": 0.0, "distill_temperature": 4.0}
+
 MAX_EPOCHS = 10_000  # far beyond convergence for any network of the family; a typo, not a plan
 
 
@@ -54,6 +57,10 @@ class Recipe:
     shift: int = 0  # augmentation: random translation by up to this many pixels, per sample
     flip: bool = False  # augmentation: random horizontal flips, per sample
     label_smoothing: float = 0.0
+    erase: float = 0.0  # augmentation: probability of random erasing (one zeroed rectangle) per sample
+    ema: float = 0.0  # > 0: evaluate and export an exponential moving average of the weights, this decay per step
+    distill: float = 0.0  # > 0: weight of a distillation loss from a teacher network (Hinton et al. 2015)
+    distill_temperature: float = 4.0
     seed: int = 0
     autocast: str = "fp32"  # "bf16": bf16 autocast where the CPU has native bf16 (AMX, AVX512-BF16), else fp32
 
@@ -67,13 +74,18 @@ class Recipe:
         check_choice(self.autocast, AUTOCAST_MODES, "autocast")
         if self.train_subset is not None and self.train_subset < 1:
             raise UsageError(f"train subset must be >= 1 image, got {self.train_subset}")
+        if not 0.0 <= self.erase <= 1.0:
+            raise UsageError(f"erase is a probability, got {self.erase}; use a value in [0, 1]")
+        if not 0.0 <= self.ema < 1.0:
+            raise UsageError(f"ema is a decay per step, got {self.ema}; use 0 (off) or a value in (0, 1), e.g. 0.999")
 
     def fields(self) -> dict:
         """Everything that changes the trained weights (the name does not)."""
         values = dataclasses.asdict(self)
         values.pop("name")
-        if values["autocast"] == "fp32":
-            values.pop("autocast")  # recipes from before autocast keep their hash
+        for name, default in _LATER_FIELDS.items():
+            if values[name] == default:
+                values.pop(name)  # recipes from before the field existed keep their hash
         return values
 
     @property
@@ -153,6 +165,26 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 2, fli
     return padded[batch_idx, chan_idx, rows, cols]
 
 
+def erase_batch(x: torch.Tensor, generator: torch.Generator, p: float, area: tuple[float, float] = (0.02, 0.25),
+                max_aspect: float = 3.0) -> torch.Tensor:
+    """Random erasing (Zhong et al. 2017), vectorised: with probability p a sample gets one rectangle
+    of area fraction in `area` and aspect ratio up to `max_aspect` set to 0, the normalised mean."""
+    b, _, h, w = x.shape
+    chosen = torch.rand(b, generator=generator) < p
+    frac = area[0] + (area[1] - area[0]) * torch.rand(b, generator=generator)
+    log_aspect = (2 * torch.rand(b, generator=generator) - 1) * math.log(max_aspect)
+    eh = (torch.sqrt(frac * h * w * torch.exp(log_aspect))).round().clamp(1, h)
+    ew = (torch.sqrt(frac * h * w / torch.exp(log_aspect))).round().clamp(1, w)
+    y0 = (torch.rand(b, generator=generator) * (h - eh + 1)).floor()
+    x0 = (torch.rand(b, generator=generator) * (w - ew + 1)).floor()
+    rows = torch.arange(h)[None, :]
+    cols = torch.arange(w)[None, :]
+    in_rows = (rows >= y0[:, None]) & (rows < (y0 + eh)[:, None])
+    in_cols = (cols >= x0[:, None]) & (cols < (x0 + ew)[:, None])
+    mask = (in_rows[:, :, None] & in_cols[:, None, :]) & chosen[:, None, None]
+    return x.masked_fill(mask[:, None], 0.0)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000, device: torch.device | None = None) -> float:
     model.eval()
@@ -200,6 +232,7 @@ def train_model(
     threads: int,
     on_step: ProgressCallback | None = None,
     device: str = "cpu",
+    teacher: nn.Module | None = None,
 ) -> TrainResult:
     """Train in place with AdamW + OneCycle; return the test accuracy and the run's facts.
 
@@ -208,7 +241,11 @@ def train_model(
     """
     torch.set_num_threads(threads)
     started = time.perf_counter()
+    if recipe.distill and teacher is None:
+        raise UsageError(f"recipe {recipe.name} distils from a teacher network, and none was given")
     target = training_device(device)
+    if teacher is not None:
+        teacher.to(device=target, memory_format=torch.channels_last).eval()
     determinism = determinism_settings(target, recipe.seed, threads)
     # channels-last runs oneDNN's convolutions about 20 % faster on CPU; the ONNX export is unaffected
     model.to(device=target, memory_format=torch.channels_last)
@@ -222,6 +259,8 @@ def train_model(
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=total_steps)
     generator = torch.Generator().manual_seed(recipe.seed)
     autocast = effective_autocast(recipe.autocast, target)
+    params = [p for p in model.parameters()]
+    averaged = [p.detach().clone() for p in params] if recipe.ema else None
     step = 0
     epoch_loss = float("nan")
     for epoch in range(recipe.epochs):
@@ -233,20 +272,38 @@ def train_model(
             xb, yb = x_train[idx], y_train[idx]
             if recipe.shift or recipe.flip:
                 xb = augment_batch(xb, generator, pad=recipe.shift, flip=recipe.flip)
+            if recipe.erase:
+                xb = erase_batch(xb, generator, recipe.erase)
             xb = xb.to(target, non_blocking=True).contiguous(memory_format=torch.channels_last)
             yb = yb.to(target, non_blocking=True)
             with torch.autocast(target.type, dtype=torch.bfloat16, enabled=autocast == "bf16"):
-                loss = F.cross_entropy(model(xb), yb, label_smoothing=recipe.label_smoothing)
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb, label_smoothing=recipe.label_smoothing)
+                if recipe.distill:
+                    with torch.no_grad():
+                        soft = F.log_softmax(teacher(xb).float() / recipe.distill_temperature, dim=1)
+                    student = F.log_softmax(logits.float() / recipe.distill_temperature, dim=1)
+                    kd = F.kl_div(student, soft, log_target=True, reduction="batchmean") * recipe.distill_temperature**2
+                    loss = (1.0 - recipe.distill) * loss + recipe.distill * kd
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
+            if averaged is not None:
+                with torch.no_grad():
+                    # the decay ramps up as in TensorFlow's EMA, so early steps do not pin the average to the init
+                    decay = min(recipe.ema, (1 + step) / (10 + step))
+                    torch._foreach_lerp_(averaged, [p.detach() for p in params], 1.0 - decay)
             loss_sum += loss.detach().cpu() * len(idx)
             step += 1
             if on_step is not None and (step % 20 == 0 or step == total_steps):
                 on_step(epoch, step, float(loss.detach()))
         epoch_loss = float(loss_sum) / n
     train_s = time.perf_counter() - started
+    if averaged is not None:  # the averaged weights are the model from here on: evaluated, exported
+        with torch.no_grad():
+            for p, a in zip(params, averaged):
+                p.copy_(a)
     # evaluated in fp32, as exported: the accuracy is the ONNX model's, not the bf16 one's
     accuracy = evaluate(model, x_test, y_test, device=target)
     model.to("cpu")  # exported and counted on the CPU
