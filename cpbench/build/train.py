@@ -76,6 +76,8 @@ class Recipe:
             raise UsageError(f"train subset must be >= 1 image, got {self.train_subset}")
         if not 0.0 <= self.erase <= 1.0:
             raise UsageError(f"erase is a probability, got {self.erase}; use a value in [0, 1]")
+        if not 0.0 <= self.distill <= 1.0:
+            raise UsageError(f"distill is the weight of the distillation loss, got {self.distill}; use a value in [0, 1]")
         if not 0.0 <= self.ema < 1.0:
             raise UsageError(f"ema is a decay per step, got {self.ema}; use 0 (off) or a value in (0, 1), e.g. 0.999")
 
@@ -259,7 +261,7 @@ def train_model(
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=total_steps)
     generator = torch.Generator().manual_seed(recipe.seed)
     autocast = effective_autocast(recipe.autocast, target)
-    params = [p for p in model.parameters()]
+    params = list(model.parameters())
     averaged = [p.detach().clone() for p in params] if recipe.ema else None
     step = 0
     epoch_loss = float("nan")
