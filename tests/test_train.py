@@ -120,3 +120,46 @@ def test_a_distilling_recipe_without_a_teacher_is_a_usage_error():
         _tiny_run(Recipe("t", epochs=1, distill=0.5))
     with pytest.raises(UsageError, match="erase"):
         Recipe("t", epochs=1, erase=1.5)
+
+
+def test_folding_batchnorm_keeps_the_eval_outputs_and_the_family_layout():
+    from cpbench.family.network import fold_batchnorm, insert_batchnorm
+
+    config = Config(6, 12, 3, 2)
+    torch.manual_seed(0)
+    model = insert_batchnorm(build_family_model(config))
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model) == config.l
+    for m in model:  # statistics and affine parameters far from the identity, so a wrong fold shows
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.2, 3)
+            m.weight.data.uniform_(0.5, 2), m.bias.data.uniform_(-1, 1)
+    model.eval()
+    x = torch.randn(5, 1, 12, 12)
+    before = model(x)
+    fold_batchnorm(model)
+    assert torch.allclose(model(x), before, atol=1e-5)
+    assert list(model.state_dict()) == list(build_family_model(config).state_dict())
+
+
+def test_a_batchnorm_recipe_exports_the_family_network_and_reports_its_accuracy():
+    from cpbench.build.train import evaluate
+
+    config = Config(4, 8, 3, 2)
+    recipe = RECIPES["smoke"].with_overrides(train_subset=6000, batchnorm=True)
+    assert recipe.hash != RECIPES["smoke"].hash and recipe.name.startswith("smoke-")
+    data = prepare(DatasetSpec.parse("fashionmnist"), config.s)
+    torch.manual_seed(recipe.seed)
+    model = build_family_model(config)
+    result = train_model(model, data.x_train, data.y_train, data.x_test, data.y_test, recipe, threads=2)
+    assert list(model.state_dict()) == list(build_family_model(config).state_dict())  # no BatchNorm left
+    assert result.accuracy > 0.5
+    assert evaluate(model, data.x_test, data.y_test) == result.accuracy
+
+
+def test_ema_with_batchnorm_is_refused():
+    import pytest
+
+    from cpbench.errors import UsageError
+
+    with pytest.raises(UsageError, match="batchnorm"):
+        RECIPES["smoke"].with_overrides(ema=0.99, batchnorm=True)

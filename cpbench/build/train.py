@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cpbench.errors import UsageError, check_choice, choose
+from cpbench.family.network import fold_batchnorm, insert_batchnorm
 from cpbench.workspace.files import stable_hash
 
 
@@ -39,7 +40,8 @@ def effective_autocast(requested: str, device: torch.device) -> str:
 
 
 # fields added after recipes were first hashed, with the value that leaves an older recipe's hash alone
-_LATER_FIELDS = {"autocast": "fp32", "erase": 0.0, "ema": 0.0, "distill": 0.0, "distill_temperature": 4.0}
+_LATER_FIELDS = {"autocast": "fp32", "erase": 0.0, "ema": 0.0, "distill": 0.0, "distill_temperature": 4.0,
+                 "batchnorm": False}
 
 MAX_EPOCHS = 10_000  # far beyond convergence for any network of the family; a typo, not a plan
 
@@ -63,6 +65,9 @@ class Recipe:
     distill_temperature: float = 4.0
     seed: int = 0
     autocast: str = "fp32"  # "bf16": bf16 autocast where the CPU has native bf16 (AMX, AVX512-BF16), else fp32
+    # train with a BatchNorm after every conv, folded into the conv before evaluation and export: the
+    # network that is evaluated, exported and timed is the family's own (conv, ReLU, pool), only its weights differ
+    batchnorm: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -80,6 +85,9 @@ class Recipe:
             raise UsageError(f"distill is the weight of the distillation loss, got {self.distill}; use a value in [0, 1]")
         if not 0.0 <= self.ema < 1.0:
             raise UsageError(f"ema is a decay per step, got {self.ema}; use 0 (off) or a value in (0, 1), e.g. 0.999")
+        if self.ema and self.batchnorm:
+            raise UsageError("ema and batchnorm together would average weights whose BatchNorm statistics were "
+                             "never measured; use one of them")
 
     def fields(self) -> dict:
         """Everything that changes the trained weights (the name does not)."""
@@ -249,6 +257,8 @@ def train_model(
     if teacher is not None:
         teacher.to(device=target, memory_format=torch.channels_last).eval()
     determinism = determinism_settings(target, recipe.seed, threads)
+    if recipe.batchnorm:
+        insert_batchnorm(model)  # BatchNorm's init draws no random numbers: the seeded init is unchanged
     # channels-last runs oneDNN's convolutions about 20 % faster on CPU; the ONNX export is unaffected
     model.to(device=target, memory_format=torch.channels_last)
     subset = seeded_subset(len(x_train), recipe.train_subset, recipe.seed)
@@ -306,6 +316,9 @@ def train_model(
         with torch.no_grad():
             for p, a in zip(params, averaged):
                 p.copy_(a)
+    if recipe.batchnorm:
+        model.eval()
+        fold_batchnorm(model)  # from here on the family's own network, as exported
     # evaluated in fp32, as exported: the accuracy is the ONNX model's, not the bf16 one's
     accuracy = evaluate(model, x_test, y_test, device=target)
     model.to("cpu")  # exported and counted on the CPU

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 
+import torch
 from torch import nn
 
 from cpbench.family.config import Config
@@ -33,3 +34,35 @@ def build_family_model(config: Config, in_channels: int = 1, num_classes: int = 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def insert_batchnorm(model: nn.Sequential) -> nn.Sequential:
+    """Put a BatchNorm2d after every Conv2d of `model`, in place: a training-time reparametrisation
+    that `fold_batchnorm` removes again, so the exported network is unchanged in shape and cost."""
+    index = 0
+    while index < len(model):
+        if isinstance(model[index], nn.Conv2d):
+            model.insert(index + 1, nn.BatchNorm2d(model[index].out_channels))
+            index += 1
+        index += 1
+    return model
+
+
+@torch.no_grad()
+def fold_batchnorm(model: nn.Sequential) -> nn.Sequential:
+    """Fold every Conv2d -> BatchNorm2d pair of `model` into the conv (its running statistics and
+    affine parameters become the conv's weights and bias) and remove the BatchNorm, in place.
+    In eval mode the folded model computes what the unfolded one did, up to rounding."""
+    index = 0
+    while index < len(model) - 1:
+        conv, norm = model[index], model[index + 1]
+        if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(norm.running_mean)
+            conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+            if conv.bias is None:
+                conv.bias = nn.Parameter(torch.zeros_like(norm.running_mean))
+            conv.bias.copy_((bias - norm.running_mean) * scale + norm.bias)
+            del model[index + 1]
+        index += 1
+    return model
