@@ -21,8 +21,10 @@ import dataclasses
 import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
@@ -35,6 +37,12 @@ RESULTS = Path(__file__).resolve().parent / "results" / "recipe_probe.jsonl"
 TEACHER = Config(64, 28, 5, 3)
 
 
+def fail(message: str) -> NoReturn:
+    """Bad input: one line on stderr, exit code 2, as cpbench's own commands answer it."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def parse_variant(text: str) -> tuple[str, dict]:
     name, _, fields = text.partition("=")
     known = {f.name: f.type for f in dataclasses.fields(Recipe)}
@@ -42,8 +50,14 @@ def parse_variant(text: str) -> tuple[str, dict]:
     for item in filter(None, fields.split(",")):
         key, _, value = item.partition(":")
         if key not in known:
-            raise SystemExit(f"unknown recipe field {key!r} in --variant {text!r}; fields: {', '.join(known)}")
-        overrides[key] = type(getattr(get_recipe("converged"), key))(value) if value.lower() not in ("true", "false") else value.lower() == "true"
+            fail(f"unknown recipe field {key!r} in --variant {text!r}; use one of: {', '.join(known)}")
+        kind = type(getattr(get_recipe("converged"), key))
+        try:
+            if kind is bool and value.lower() not in ("true", "false"):
+                raise ValueError(value)
+            overrides[key] = value.lower() == "true" if kind is bool else kind(value)
+        except ValueError:
+            fail(f"--variant {text!r}: {value!r} is not a value of the recipe field {key!r}; e.g. erase:0.5, batchnorm:true")
     return name, overrides
 
 
@@ -80,10 +94,14 @@ def teacher_model(results: Path) -> torch.nn.Module:
     return model
 
 
-def summarise(rows: list[dict]) -> None:
+def summarise(rows: list[dict], as_json: bool = False) -> None:
     by: dict[tuple[str, str], list[float]] = {}
     for r in rows:
         by.setdefault((r["config"], r["variant"]), []).append(r["accuracy"])
+    if as_json:
+        print(json.dumps([{"config": c, "variant": v, "accuracies": a, "mean": statistics.mean(a),
+                           "seed_sd": statistics.stdev(a) if len(a) > 1 else None} for (c, v), a in sorted(by.items())], indent=1))
+        return
     print(f"{'config':<12}{'variant':<12}{'seeds':>6}{'mean':>9}{'seed sd':>9}{'lift':>9}")
     for (config, variant), accs in sorted(by.items()):
         base = by.get((config, "converged"))
@@ -101,9 +119,10 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--lane", default="0/1", help="i/n: this process trains every n-th item")
     parser.add_argument("--summary", action="store_true", help="print the table of the results file and stop")
+    parser.add_argument("--json", action="store_true", help="the summary as JSON")
     args = parser.parse_args()
     if args.summary:
-        summarise(read(args.results))
+        summarise(read(args.results), args.json)
         return
     lane, lanes = (int(v) for v in args.lane.split("/"))
     variants = [("converged", {})] + [parse_variant(v) for v in args.variant]
@@ -124,7 +143,7 @@ def main() -> None:
             handle.write(json.dumps(row, sort_keys=True) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-    summarise(read(args.results))
+    summarise(read(args.results), args.json)
 
 
 if __name__ == "__main__":

@@ -259,7 +259,7 @@ def train_model(
     if recipe.distill and teacher is None:
         raise UsageError(f"recipe {recipe.name} distils from a teacher network, and none was given")
     target = training_device(device)
-    if teacher is not None:
+    if recipe.distill:
         teacher.to(device=target, memory_format=torch.channels_last).eval()
     determinism = determinism_settings(target, recipe.seed, threads)
     if recipe.batchnorm:
