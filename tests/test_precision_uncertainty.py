@@ -133,3 +133,38 @@ def test_a_precision_fit_of_an_unknown_format_is_refused(tmp_path, fitted):
     path.write_text(json.dumps(payload))
     with pytest.raises(UsageError, match="format 1.*rerun 'cpbench fit-precision'"):
         predictor_from_file(path, reference=False)
+
+
+def _fake_trainer(trained: list):
+    def train(item):
+        trained.append(item)
+        return {"accuracy": 0.9, "test_size": 10, "wall_s": 0.0, "images_per_s": 1.0, "autocast": "fp32",
+                "threads": 1, "torch_version": "x"}
+    return train
+
+
+def test_processes_sharing_a_study_file_never_train_the_same_item(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from cpbench.build.precision_study import StudyItem, claim, claims_folder, run_study
+
+    path = tmp_path / "s.jsonl"
+    items = [StudyItem(Config(c, 8, 3, 1), 0, "sweep") for c in (2, 4, 6, 8)]
+    held = claim(path, items[0], "h")
+    assert held is not None and claim(path, items[0], "h") is None  # held by a live process (this one)
+    # a claim of another live process of this host, and one of another host, are both respected
+    claims_folder(path).joinpath(held.name).write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
+    other_host = claim(path, items[1], "h")
+    other_host.write_text(json.dumps({"pid": 1, "host": "elsewhere"}))
+    # a claim left by a killed process of this host is taken over
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = claim(path, items[2], "h")
+    dead.write_text(json.dumps({"pid": int(gone.stdout), "host": socket.gethostname()}))
+    trained: list = []
+    done = list(run_study(items, path, "fashionmnist", "r", "h", _fake_trainer(trained), {}))
+    assert [i.config.f for i in trained] == [6, 8]
+    assert [r.config for r in done] == ["6,8,3,1", "8,8,3,1"] == [r.config for r in read_results(path)]
+    assert sorted(p.name for p in claims_folder(path).iterdir()) == sorted([held.name, other_host.name])

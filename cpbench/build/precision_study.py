@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -161,22 +162,86 @@ def pending(items: list[StudyItem], done: list[StudyResult], recipe_hash: str) -
     return [i for i in items if (i.config.as_csv(), i.seed, recipe_hash) not in keys]
 
 
+def claims_folder(path: Path) -> Path:
+    return path.with_name(path.name + ".claims")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def claim(path: Path, item: StudyItem, recipe_hash: str) -> Path | None:
+    """Mark `item` as being trained by this process, so that other processes sharing the study file
+    (with or without --shard) take the next item instead of the same one. None: another live process
+    holds it. A claim left by a process of this host that is gone (killed) is taken over."""
+    folder = claims_folder(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    mine = folder / f"{item.config.id}-seed{item.seed}-{recipe_hash}"
+    payload = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
+    for _ in range(3):
+        try:
+            fd = os.open(mine, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                seen = mine.read_text()
+                holder = json.loads(seen)
+                stale = holder.get("host") == socket.gethostname() and not _alive(int(holder.get("pid", -1)))
+            except FileNotFoundError:
+                continue  # released meanwhile: try again
+            except (OSError, ValueError, TypeError, AttributeError):
+                seen, stale = None, True  # unreadable: a claim cut by a kill while being written
+            if not stale:
+                return None
+            # only one process wins the rename of a stale claim; it then claims afresh
+            aside = folder / f".stale-{os.getpid()}-{mine.name}"
+            try:
+                os.rename(mine, aside)
+            except FileNotFoundError:
+                return None
+            if seen is not None and aside.read_text() != seen:
+                os.rename(aside, mine)  # a fresh claim landed between the read and the rename: not ours to take
+                return None
+            aside.unlink()
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(payload)
+        return mine
+    return None
+
+
 def run_study(items: list[StudyItem], path: Path, dataset: str, recipe_name: str, recipe_hash: str,
               train: Trainer, machine: dict) -> Iterator[StudyResult]:
-    """Train what is not in `path` yet, appending each result as soon as it exists."""
+    """Train what is not in `path` yet, appending each result as soon as it exists. Any number of
+    processes may share one file: each claims an item before training it and skips items claimed by another."""
     for item in pending(items, read_results(path), recipe_hash):
-        if not pending([item], read_results(path), recipe_hash):
-            continue  # another process (another shard) trained it meanwhile
-        facts = train(item)
-        result = StudyResult(
-            config=item.config.as_csv(), seed=item.seed, role=item.role, dataset=dataset, recipe=recipe_name,
-            recipe_hash=recipe_hash, accuracy=facts["accuracy"], test_size=facts["test_size"],
-            train_s=facts["wall_s"], images_per_s=facts["images_per_s"], autocast=facts["autocast"],
-            threads=facts["threads"], torch_version=facts["torch_version"], machine=machine,
-            date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        )
-        append_result(path, result)
+        held = claim(path, item, recipe_hash)
+        if held is None:
+            continue  # another process is training it
+        try:
+            if not pending([item], read_results(path), recipe_hash):
+                continue  # another process trained it meanwhile
+            facts = train(item)
+            result = StudyResult(
+                config=item.config.as_csv(), seed=item.seed, role=item.role, dataset=dataset, recipe=recipe_name,
+                recipe_hash=recipe_hash, accuracy=facts["accuracy"], test_size=facts["test_size"],
+                train_s=facts["wall_s"], images_per_s=facts["images_per_s"], autocast=facts["autocast"],
+                threads=facts["threads"], torch_version=facts["torch_version"], machine=machine,
+                date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            )
+            append_result(path, result)
+        finally:
+            held.unlink(missing_ok=True)
         yield result
+    try:
+        claims_folder(path).rmdir()  # the last process out removes the (then empty) folder
+    except OSError:
+        pass
 
 
 def family_trainer(dataset_text: str, recipe_name: str, threads: int, data_dir: Path | None = None,

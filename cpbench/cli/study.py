@@ -40,7 +40,8 @@ def run_command(
     workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace whose models/precision holds the study.")] = Path("."),
     as_json: JsonOption = False,
 ) -> None:
-    """Train what the study file lacks, appending each result as soon as it exists (stop and rerun at will)."""
+    """Train what the study file lacks, appending each result as soon as it exists (stop and rerun at will).
+    Several processes may share one file, with or without --shard: each claims an item before training it."""
     from cpbench.build.data import DatasetSpec, locate_fashion_mnist
     from cpbench.build.precision_study import family_trainer, pending, plan_study, read_results, run_study
     from cpbench.build.train import get_recipe
