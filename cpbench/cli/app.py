@@ -33,7 +33,7 @@ def export_command(
     preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="smoke | quick | paper | timing")] = None,
     config: Annotated[Optional[list[str]], typer.Option("--config", "-c", help="f,s,k,l (repeatable), e.g. 32,24,3,2")] = None,
     untrained: Annotated[bool, typer.Option("--untrained", help="Export with random weights (for timing only).")] = False,
-    recipe: Annotated[Optional[str], typer.Option("--recipe", help="smoke | quick | paper | converged; default: the preset's own, else quick.")] = None,
+    recipe: Annotated[Optional[str], typer.Option("--recipe", help="smoke | quick | paper | converged | converged-bn; default: the preset's own, else quick.")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Override the recipe's epochs.")] = None,
     train_subset: Annotated[Optional[int], typer.Option("--train-subset", help="Train on this many images (seeded pick).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for weights, shuffling and random configs.")] = 0,
