@@ -124,3 +124,15 @@ def test_fit_precision_on_trained_models(cli, tmp_path):
     done = cli("export", "--preset", "smoke", "--train-subset", "600", "-w", ws)
     assert done.returncode == 0, done.stderr
     assert_one_line_error(cli("fit-precision", "-w", ws), "too few trained configs", "--preset quick")
+
+
+def test_refitting_the_shipped_study_reproduces_the_shipped_fit(cli, tmp_path):
+    """`fit-precision --study reference` refits the study the shipped fit names, to the same model."""
+    (shipped,) = REFERENCE.glob("fashionmnist-*.json")
+    done = cli("fit-precision", "--study", "reference", "--out", str(tmp_path / "out"), "-w", str(tmp_path), "--json")
+    assert done.returncode == 0, done.stderr
+    refit = json.loads((tmp_path / "out" / shipped.name).read_text())
+    original = json.loads(shipped.read_text())
+    assert refit["source"] == original["source"] and refit["best"] == original["best"]
+    for name in ("saturating", original["best"]):
+        assert refit["models"][name]["coefficients"] == pytest.approx(original["models"][name]["coefficients"], rel=1e-6)

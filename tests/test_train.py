@@ -47,10 +47,16 @@ def test_augmentation_shifts_and_flips_each_sample():
 
 def test_recipes_from_before_a_field_existed_keep_their_hash():
     # the shipped study is keyed by this hash: adding a recipe field must not orphan its results
-    from cpbench.build.precision_study import REFERENCE_STUDY, read_results
+    from cpbench.build.precision_study import REFERENCE_DIR, read_results
 
-    shipped = {r.recipe_hash for r in read_results(REFERENCE_STUDY)}
-    assert shipped == {RECIPES["converged"].hash}
+    studies = sorted(REFERENCE_DIR.glob("*.study.jsonl"))
+    assert studies
+    shipped = set()
+    for path in studies:  # each shipped study is keyed by the hash of the recipe it names
+        rows = read_results(path)
+        assert {r.recipe for r in rows} == {path.name.split("-", 1)[1].removesuffix(".study.jsonl")}
+        assert {r.recipe_hash for r in rows} == {RECIPES[rows[0].recipe].hash}
+        shipped |= {r.recipe_hash for r in rows}
     assert RECIPES["converged"].with_overrides(erase=0.5).hash not in shipped
 
 

@@ -24,7 +24,7 @@ from cpbench.family.config import Config, Space, sweeps_1d, unique
 from cpbench.errors import UsageError
 
 STUDY_FORMAT = 1
-REFERENCE_STUDY = Path(__file__).resolve().parents[1] / "reference" / "fashionmnist-converged.study.jsonl"
+REFERENCE_DIR = Path(__file__).resolve().parents[1] / "reference"  # package data: shipped studies and the fit made from one
 DESIGN_SIZE = 16
 HOLDOUT_SIZE = 10
 DESIGN_SEED = 7
@@ -72,6 +72,21 @@ class StudyResult:
     @property
     def key(self) -> tuple[str, int, str]:
         return (self.config, self.seed, self.recipe_hash)
+
+
+def shipped_study(dataset: str, recipe: str | None = None) -> Path:
+    """A study shipped as package data: the named recipe's, else the one the shipped precision fit of
+    `dataset` was made from (its fit names it), so `fit-precision --study reference` refits what ships."""
+    if recipe:
+        return REFERENCE_DIR / f"{dataset}-{recipe}.study.jsonl"
+    for fit in sorted(REFERENCE_DIR.glob(f"{dataset}-*.json")):
+        try:
+            name = (json.loads(fit.read_text(encoding="utf-8")).get("source") or {}).get("study")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if name:
+            return REFERENCE_DIR / name
+    raise UsageError(f"no shipped precision study for {dataset}; pass the study's file with --study FILE")
 
 
 def biased_design(space: Space, n: int, seed: int, exclude: Iterable[Config] = ()) -> list[Config]:

@@ -21,7 +21,7 @@ def fit_precision_command(
     as_json: JsonOption = False,
 ) -> None:
     """Fit paper 000's precision models (eqs. 2-6) and a monotone one; judge them held out, beside naive baselines and the seed spread."""
-    from cpbench.build.precision_study import REFERENCE_STUDY, read_results
+    from cpbench.build.precision_study import read_results, shipped_study
     from cpbench.cli.views.precision import precision_study_view
     from cpbench.fitting.precision_data import points_from_records, points_from_study, study_machine
     from cpbench.fitting.precision_models import study
@@ -31,7 +31,7 @@ def fit_precision_command(
 
     ws = Workspace(workspace)
     if study_file is not None:
-        path = REFERENCE_STUDY if str(study_file) == "reference" else study_file
+        path = shipped_study(dataset, recipe) if str(study_file) == "reference" else study_file
         if not path.is_file():
             raise UsageError(f"no study file at {path}; run 'cpbench study run' or pass --study reference")
         results = read_results(path)

@@ -83,13 +83,13 @@ def show_command(
 
     from rich.table import Table
 
-    from cpbench.build.precision_study import REFERENCE_STUDY, plan_study, read_results
+    from cpbench.build.precision_study import plan_study, read_results, shipped_study
     from cpbench.family.config import FASHION_MNIST
     from cpbench.fitting.precision_data import points_from_study
 
     path = study_file or _default_file(workspace, recipe)
-    if not path.exists() and study_file is None and REFERENCE_STUDY.exists():
-        path = REFERENCE_STUDY
+    if not path.exists() and study_file is None and shipped_study("fashionmnist", recipe).exists():
+        path = shipped_study("fashionmnist", recipe)
     results = read_results(path)
     planned = Counter(i.role for i in plan_study(FASHION_MNIST))
     done = Counter(r.role for r in results if r.recipe == recipe)
