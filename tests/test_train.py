@@ -169,3 +169,22 @@ def test_ema_with_batchnorm_is_refused():
 
     with pytest.raises(UsageError, match="batchnorm"):
         RECIPES["smoke"].with_overrides(ema=0.99, batchnorm=True)
+
+
+def test_a_batchnorm_recipe_exports_the_same_graph_as_the_plain_recipe(cli, tmp_path):
+    """BatchNorm is folded before export: the ONNX file has the family's nodes only, no BatchNormalization."""
+    import json
+
+    import onnx
+
+    graphs = {}
+    for recipe in ("converged", "converged-bn"):
+        done = cli("export", "--config", "4,8,3,2", "--recipe", recipe, "--epochs", "1", "--train-subset", "2000",
+                   "-w", str(tmp_path), "--json")
+        assert done.returncode == 0, done.stderr
+        (model,) = json.loads(done.stdout)["models"]
+        assert model["status"] == "exported"
+        graph = onnx.load(tmp_path / model["file"]).graph
+        graphs[recipe] = ([n.op_type for n in graph.node], [tuple(i.dims) for i in graph.initializer])
+    assert graphs["converged-bn"] == graphs["converged"]
+    assert graphs["converged"][0].count("Conv") == 2 and "BatchNormalization" not in graphs["converged-bn"][0]
