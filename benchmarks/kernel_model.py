@@ -1,6 +1,6 @@
 """The kernel-level latency model on configs it never saw, timed in a separate run.
 
-    python benchmarks/kernel_model.py --device cpu-1thread [--workspace WS] [--configs 20] [--seed 9100] [--reuse]
+    python benchmarks/kernel_model.py --device cpu-1thread [--workspace WS] [--configs 20] [--seed 9100] [--reuse | --shipped]
 
 1. `cpbench calibrate --device D` (timed: the goal is 10 minutes or less);
 2. 20 random family configs (none a calibration network) exported untrained into WS/test and
@@ -13,6 +13,9 @@
 from __future__ import annotations
 
 import argparse
+import copy
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -21,8 +24,10 @@ import numpy as np
 from _family_set import config_of, cpbench, export, random_configs, round_min
 from cpbench.family.closed_form import FEATURES, Layers
 from cpbench.family.config import Config
+from cpbench.fitting.kernel_model import _relative_fit
 from cpbench.fitting.predictors import kernel_predictor
 from cpbench.timing.calibration import calibration_path
+from cpbench.timing.calibration import round_min as kernel_round_min
 from cpbench.timing.environment import fingerprint
 
 
@@ -31,6 +36,21 @@ def eq1(train_macs: np.ndarray, train_t: np.ndarray, test_macs: np.ndarray, rela
     w = 1 / train_t if relative else np.ones_like(train_t)
     coef, *_ = np.linalg.lstsq(x * w[:, None], train_t * w, rcond=None)
     return coef[0] + coef[1] * test_macs
+
+
+def as_measured(model, configs: list[Config]) -> np.ndarray:
+    """The same model with its measured cells as timed (no low-rank denoising, as before table
+    cache version 2), the composition refitted on the same calibration networks: the side-by-side
+    reference for what the denoising changes."""
+    table = copy.deepcopy(model.table)
+    for (kind, k), conv in table.convs.items():
+        for entry in model.calibration.kernels.values():
+            if entry["kind"] == kind and entry["k"] == k:
+                conv.times[entry["f"] - 1, entry["s"] - conv.s_min] = kernel_round_min(entry)
+    cal_configs = [Config.parse(c) for c in model.calibration.networks]
+    cal_t = np.array([kernel_round_min(v) for v in model.calibration.networks.values()])
+    coef = _relative_fit(table.terms(Layers.of(cal_configs, model.calibration.in_channels)), cal_t)
+    return table.terms(Layers.of(configs, model.calibration.in_channels)) @ coef
 
 
 def errors(predicted: np.ndarray, measured: np.ndarray) -> str:
@@ -45,11 +65,22 @@ def main() -> None:
     parser.add_argument("--configs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=9100)
     parser.add_argument("--reuse", action="store_true", help="use the workspace's calibration if there is one")
+    parser.add_argument("--shipped", action="store_true",
+                        help="use the shipped reference calibration (this project's machine only: its hardware id must match)")
     args = parser.parse_args()
     ws = args.workspace
     hardware = fingerprint()["hardware_id"]
     path = calibration_path(ws / "models", args.device, hardware)
-    if not (args.reuse and path.exists()):
+    if args.shipped:
+        from cpbench.fitting.predictors import REFERENCE_FITS
+
+        shipped = REFERENCE_FITS / path.name
+        if not shipped.exists():
+            print(f"error: no shipped calibration of '{args.device}' for this machine ({hardware}); calibrate it: drop --shipped", file=sys.stderr)
+            raise SystemExit(2)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shipped, path)
+    elif not (args.reuse and path.exists()):
         started = time.perf_counter()
         cpbench("calibrate", "--device", args.device, "-w", str(ws))
         print(f"calibration of '{args.device}': {time.perf_counter() - started:.0f} s end to end (goal: 600 s or less)")
@@ -72,6 +103,7 @@ def main() -> None:
     print(f"'{args.device}' on {calibration.fingerprint['hardware']['cpu']}: {len(models)} unseen configs timed in run "
           f"{run['run_id']} ({len(run['models'][0]['rounds'])} rounds), statistic round-min")
     print(f"  kernel model   {errors(predicted, measured)}  95 % interval held {np.mean((measured >= low) & (measured <= high)):.0%}")
+    print(f"  (cells as timed, not denoised: {errors(as_measured(predictor.kernel_model, tested), measured)})")
     print(f"  eq. (1) OLS    {errors(eq1(macs(cal_configs), cal_t, macs(tested), False), measured)}")
     print(f"  eq. (1) rel.   {errors(eq1(macs(cal_configs), cal_t, macs(tested), True), measured)}")
     print(f"  noise floor: the test models' rounds spread by a median {spread:.1%} (max - min over median)")

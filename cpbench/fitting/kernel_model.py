@@ -2,10 +2,11 @@
 
 Two learned stages, no feature written for one CPU:
 1. The kernel table. For each conv kind and k, the times over the (f, s) matrix are completed
-   from the sampled cells by a low-rank factorisation (relative-error alternating least squares;
+   from the measured cells by a low-rank factorisation (relative-error alternating least squares;
    the rank is chosen by cross-validation on the measured cells), so the jumps a runtime's
-   kernels make at some channel counts are learned from every f measured, whatever they are on
-   this CPU. The classifier is interpolated over its input size; the empty call is measured.
+   kernels make at some channel counts are row factors, learned from every f measured, whatever
+   they are on this CPU. The measured cells keep their times, or take the fit's where it predicts
+   a fresh round of them better than they do themselves (noisy cells: `denoises`). The classifier is interpolated over its input size; the empty call is measured.
 2. The composition. A network is not exactly the sum of its kernels timed alone (each alone pays
    the call and the layout changes at its borders once), so the network time is a linear function
    of the kernel sums, learned by relative least squares on the calibration networks (timed as
@@ -62,10 +63,9 @@ def _als(values: np.ndarray, mask: np.ndarray, rank: int, iterations: int = ALS_
 
 
 def complete(values: np.ndarray, mask: np.ndarray, folds: int = 5, seed: int = 0) -> tuple[np.ndarray, int, float]:
-    """The completed matrix, the rank chosen by k-fold over the measured cells, and that rank's
-    out-of-fold MAPE on cells it did not see."""
-    if mask.all():  # every cell measured (the default design): nothing to complete
-        return values.copy(), 0, 0.0
+    """The low-rank fit of the measured cells, at the rank chosen by k-fold over them, and that
+    rank's out-of-fold MAPE on cells it did not see (the unmeasured cells are taken from it; see
+    `denoises` for the measured ones)."""
     cells = np.argwhere(mask)
     best: tuple[float, int] | None = None
     for rank in RANKS:
@@ -90,6 +90,23 @@ def complete(values: np.ndarray, mask: np.ndarray, folds: int = 5, seed: int = 0
     return _als(values, mask, best[1]), best[1], best[0]
 
 
+def denoises(rounds: np.ndarray, mask: np.ndarray, rank: int) -> bool:
+    """Whether the low-rank fit should replace the measured cells too. Leave one round out: does the
+    fit of the other rounds predict that round's cells better than those cells' own other rounds
+    do? Where a cell timed alone is noisy (at 2 threads on 2 vCPUs its rounds spread by a third)
+    the fit, which pools every f and s, wins; where the cells are steady and the table has more
+    structure than a few factors, the cells win. `rounds` is (rounds, f, s); one round decides nothing."""
+    if len(rounds) < 2:
+        return False
+    own, fitted = [], []
+    for held in range(len(rounds)):
+        others = np.median(np.delete(rounds, held, axis=0), axis=0)
+        truth = rounds[held][mask]
+        own.append(np.abs(others[mask] / truth - 1))
+        fitted.append(np.abs(_als(others, mask, rank)[mask] / truth - 1))
+    return float(np.mean(np.concatenate(fitted))) < float(np.mean(np.concatenate(own)))
+
+
 @dataclass
 class ConvTable:
     """Completed times of one conv kind and k over f (rows, from 1) and s (columns, from s_min)."""
@@ -101,6 +118,7 @@ class ConvTable:
     measured: np.ndarray  # mask of measured cells
     rank: int
     cv_mape: float
+    denoised: bool = False  # True: the measured cells are the low-rank fit's too, not the times as measured
 
     def lookup(self, f: np.ndarray, s: np.ndarray) -> np.ndarray:
         rows, cols = self.times.shape
@@ -120,7 +138,7 @@ class KernelTable:
 
     @classmethod
     def from_calibration(cls, calibration: Calibration, completed: dict | None = None) -> "KernelTable":
-        """The table of a calibration; `completed` ((kind, k) -> (times, rank, cv_mape), from
+        """The table of a calibration; `completed` ((kind, k) -> (times, rank, cv_mape, denoised), from
         load_table_cache) skips the factorisation, which is most of the cost of loading a model."""
         entries = list(calibration.kernels.values())
         convs = {}
@@ -131,16 +149,22 @@ class KernelTable:
                 s_min, s_max = min(e["s"] for e in cells), max(e["s"] for e in cells)
                 values = np.ones((f_max, s_max - s_min + 1))
                 mask = np.zeros_like(values, dtype=bool)
+                n_rounds = min(len(e["mins"]) for e in cells)
+                rounds = np.ones((n_rounds,) + values.shape)
                 for e in cells:
                     values[e["f"] - 1, e["s"] - s_min] = round_min(e)
                     mask[e["f"] - 1, e["s"] - s_min] = True
+                    rounds[:, e["f"] - 1, e["s"] - s_min] = e["mins"][:n_rounds]
                 cached = (completed or {}).get((kind, k))
                 if cached is not None and np.shape(cached[0]) == values.shape:
-                    convs[(kind, k)] = ConvTable(kind, k, s_min, np.asarray(cached[0], float), mask, int(cached[1]), float(cached[2]))
+                    convs[(kind, k)] = ConvTable(kind, k, s_min, np.asarray(cached[0], float), mask, int(cached[1]),
+                                                 float(cached[2]), bool(cached[3]))
                     continue
                 filled, rank, cv = complete(values, mask)
-                filled = np.where(mask, values, np.maximum(filled, values[mask].min() * 0.5))
-                convs[(kind, k)] = ConvTable(kind, k, s_min, filled, mask, rank, cv)
+                denoised = denoises(rounds, mask, rank)
+                filled = np.maximum(filled, values[mask].min() * 0.5)
+                convs[(kind, k)] = ConvTable(kind, k, s_min, filled if denoised else np.where(mask, values, filled),
+                                             mask, rank, cv, denoised)
         fc = sorted((e["features"], round_min(e)) for e in entries if e["kind"] == "classifier")
         empty = [round_min(e) for e in entries if e["kind"] == "empty"]
         if not fc or not empty:
@@ -209,7 +233,8 @@ class KernelModel:
             "calibration_s": self.calibration.duration_s, "kernels": len(self.calibration.kernels),
             "networks": len(self.calibration.networks),
             "tables": {f"{kind}-k{k}": {"rank": t.rank, "cv_mape": t.cv_mape, "measured": int(t.measured.sum()),
-                                         "cells": int(t.measured.size)} for (kind, k), t in self.table.convs.items()},
+                                         "cells": int(t.measured.size), "denoised": t.denoised}
+                       for (kind, k), t in self.table.convs.items()},
             "coefficients": dict(zip(COMPOSITION_TERMS, map(float, self.coef))),
             "kfold": self.kfold.as_dict(), "raw_sum": self.raw_sum.as_dict(), "interval": list(self.interval),
             "interval_coverage": self.interval_coverage,
@@ -217,7 +242,7 @@ class KernelModel:
 
 
 TABLE_CACHE_FORMAT = 1
-TABLE_CACHE_VERSION = 1  # bump when the completion changes: every cache made before is then ignored
+TABLE_CACHE_VERSION = 2  # bump when the completion changes: every cache made before is then ignored (2: `denoises`)
 
 
 def table_cache_path(calibration_file: Path) -> Path:
@@ -240,7 +265,7 @@ def write_table_cache(calibration_file: Path, table: KernelTable) -> Path:
     from cpbench.workspace.formats import stamp
 
     payload = {"version": TABLE_CACHE_VERSION, "calibration_sha256": _sha256(calibration_file),
-               "convs": [{"kind": kind, "k": k, "rank": t.rank, "cv_mape": t.cv_mape, "times": t.times.tolist()}
+               "convs": [{"kind": kind, "k": k, "rank": t.rank, "cv_mape": t.cv_mape, "denoised": t.denoised, "times": t.times.tolist()}
                          for (kind, k), t in sorted(table.convs.items())]}
     path = table_cache_path(calibration_file)
     write_atomically(path, gzip.compress(json.dumps(stamp(payload, TABLE_CACHE_FORMAT)).encode(), mtime=0))
@@ -259,7 +284,7 @@ def refresh_table_cache(calibration_file: Path) -> "KernelModel":
 
 
 def load_table_cache(calibration_file: Path) -> dict | None:
-    """(kind, k) -> (times, rank, cv_mape) when a cache of exactly this calibration file and this
+    """(kind, k) -> (times, rank, cv_mape, denoised) when a cache of exactly this calibration file and this
     version of the completion exists; None otherwise (the tables are then completed again)."""
     import gzip
     import json
@@ -270,7 +295,7 @@ def load_table_cache(calibration_file: Path) -> dict | None:
         if (payload.get("format") != TABLE_CACHE_FORMAT or payload.get("version") != TABLE_CACHE_VERSION
                 or payload.get("calibration_sha256") != _sha256(calibration_file)):
             return None
-        return {(c["kind"], int(c["k"])): (c["times"], c["rank"], c["cv_mape"]) for c in payload["convs"]}
+        return {(c["kind"], int(c["k"])): (c["times"], c["rank"], c["cv_mape"], c["denoised"]) for c in payload["convs"]}
     except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError):
         return None  # a cache is only ever a shortcut: a damaged one costs time, never an answer
 
