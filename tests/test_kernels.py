@@ -180,6 +180,7 @@ def test_calibrate_then_predict_and_recommend_use_this_machines_calibration(cli,
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["model"] == "kernel" and summary["networks"] == 8 and summary["statistic"] == "round-min"
+    assert not any(t["denoised"] for t in summary["tables"].values())  # one round: nothing to tell noise from structure
     assert summary["kfold"]["n"] == 8 and summary["file"].endswith(".calibration.json.gz")
     from cpbench.fitting.kernel_model import load_table_cache
 

@@ -71,4 +71,8 @@ def calibrate_command(
     out.print(f"kernel model on calibration networks it did not see (5-fold): MAPE {k.mape:.1%}, within ±10 % "
               f"{k.within_10:.0%}, max {k.max_ape:.1%}; 95 % interval held {model.interval_coverage:.0%}; "
               f"the plain sum of kernels: MAPE {model.raw_sum.mape:.1%}")
+    tables = summary["tables"]
+    denoised = [name for name, t in tables.items() if t["denoised"]]
+    out.print(f"kernel tables: {len(denoised)} of {len(tables)} denoised (the low-rank fit predicted a held-out round "
+              f"better than the cells' own other rounds){': ' + ', '.join(denoised) if 0 < len(denoised) < len(tables) else ''}")
     out.print(f"saved {path}; 'cpbench predict' and 'cpbench recommend --device {profile.name}' use it on this machine")

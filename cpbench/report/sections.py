@@ -49,6 +49,10 @@ def _points(value: float) -> str:
     return f"{value * 100:.2f}"
 
 
+def _four(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def _us(value: float) -> str:
     return f"{value * 1e6:.1f} µs" if value < 1e-3 else f"{value * 1e3:.2f} ms"
 
@@ -173,7 +177,7 @@ def precision_section(ws, folder: Path, claims: list[list[str]]) -> tuple[Sectio
     spread = f"seed-to-seed sd {seeds['sd'] * 100:.2f} points over {seeds['configs']} configs" if seeds else "no repeated seeds"
     section.paragraphs.append(
         f"{payload['dataset']} / recipe {payload['recipe']}: {payload['n']} fitted configs ({origin}, {precision.source.name}); "
-        f"baseline {payload['baseline']} measured {payload.get('baseline_precision')}; {spread}. "
+        f"baseline {payload['baseline']} measured {_four(payload.get('baseline_precision'))}; {spread}. "
         f"Integrated model used: **{payload['best']}**, the monotone one (never more precision for a smaller network); eq. (6) is judged beside it with cold-start refits."
     )
     rows = []

@@ -19,7 +19,7 @@ def precision_study_view(result, written: str | None) -> Group:
     spread = f"seed sd {seeds.sd * 100:.2f} points ({seeds.configs} configs, {seeds.runs} runs)" if seeds else "no repeated seeds"
     table = Table(title=f"Precision models for {result.dataset} / {result.recipe}: {result.n} fitted configs, "
                         f"baseline {result.baseline.as_csv()} measured "
-                        f"{result.baseline_precision if result.baseline_precision is not None else '-'}; {spread}",
+                        f"{f'{result.baseline_precision:.4f} (mean of its seeds)' if result.baseline_precision is not None else '-'}; {spread}",
                   caption="MAE in accuracy points; k-fold refits start cold; the held-out set was trained after the model form was frozen")
     for column in ("model", "configs", "MAPE fit", "MAE k-fold", "MAE held out", f"MAE held out, P ≥ {REGION:.2f}", "MAPE held out", "held out by"):
         table.add_column(column, justify="left" if column == "model" else "right", no_wrap=column == "model")
