@@ -29,10 +29,12 @@ DESIGN_SIZE = 16
 HOLDOUT_SIZE = 10
 DESIGN_SEED = 7
 HOLDOUT_SEED = 1001
+HOLDOUT_2_SEED = 2002  # a fresh held-out set, drawn and trained after the saturating model's loss was changed
 SEEDS = (0, 1, 2)
 NEAR_BASELINE_POWER = 1.6  # > 1 concentrates the design near the baseline's end of each Omega
 
-ROLES = ("sweep", "design", "seed", "holdout")
+ROLES = ("sweep", "design", "seed", "holdout", "holdout-2")
+HOLDOUT_ROLES = ("holdout", "holdout-2")  # never fitted: they judge a model form frozen before they were trained
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,8 @@ def plan_study(space: Space) -> list[StudyItem]:
     items += [StudyItem(c, SEEDS[0], "seed") for c in seed_configs(space) if c not in trained_once]
     for seed in SEEDS[1:]:
         items += [StudyItem(c, seed, "seed") for c in seed_configs(space) if c != space.baseline]
+    fresh = biased_design(space, HOLDOUT_SIZE, HOLDOUT_2_SEED, exclude={i.config for i in items})
+    items += [StudyItem(c, SEEDS[0], "holdout-2") for c in fresh]
     return items
 
 

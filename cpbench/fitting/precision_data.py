@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cpbench.build.precision_study import StudyResult
+from cpbench.build.precision_study import HOLDOUT_ROLES, StudyResult
 from cpbench.errors import UsageError
 from cpbench.family.config import Config
 from cpbench.fitting.precision_models import SeedSpread, seed_spread
@@ -64,7 +64,7 @@ def points_from_study(results: Iterable[StudyResult], recipe: str | None = None)
     for r in chosen:
         c = r.parsed
         groups[c].append(r.accuracy)
-        held[c] = held.get(c, True) and r.role == "holdout"
+        held[c] = held.get(c, True) and r.role in HOLDOUT_ROLES
     configs = list(groups)
     return PrecisionPoints(configs, np.array([np.mean(groups[c]) for c in configs]), np.array([held[c] for c in configs]),
                            seed_spread(groups), len(chosen), recipe, chosen[0].dataset, "fashionmnist")
