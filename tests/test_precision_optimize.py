@@ -36,6 +36,19 @@ def test_eq6_and_saturating_recover_a_known_surface():
     assert np.max(np.abs(fit6.predict(xh) - MODELS["eq6"](theta, xh)) / MODELS["eq6"](theta, xh)) < 0.01
 
 
+def test_the_monotone_model_weighs_a_point_of_error_rate_alike_at_the_top_and_the_bottom():
+    from cpbench.fitting.precision_models import LOSSES
+
+    # 10 % more errors is the same miss at 0.94 as at 0.70: the top of the surface, where targets
+    # live, is not traded for the small networks' large absolute errors (relative residuals of P do)
+    top, bottom = LOSSES["log-error"](np.array([0.934, 0.67]), np.array([0.94, 0.70]))
+    assert top == pytest.approx(bottom, rel=1e-9)
+    top, bottom = LOSSES["relative"](np.array([0.934, 0.67]), np.array([0.94, 0.70]))
+    assert abs(top) < abs(bottom) / 5
+    assert MODELS["saturating"].loss == "log-error"
+    assert all(MODELS[name].loss == "relative" for name in MODELS if name != "saturating")  # the paper's eqs as the paper fits them
+
+
 def test_one_and_two_d_models_use_only_their_slice():
     configs = sweeps_1d(FASHION_MNIST) + grids_2d(FASHION_MNIST) + [Config(8, 12, 3, 1)]
     f_only = [configs[i] for i in subset_for(MODELS["eq2-f"], configs, BASE)]
