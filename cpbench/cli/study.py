@@ -11,6 +11,8 @@ import typer
 from cpbench.cli.options import DataDirOption, JsonOption, err, out, print_json
 from cpbench.errors import UsageError
 
+STUDY_RECIPE = "converged-bn"  # the recipe of the shipped study and fit (BatchNorm folded at export: the family's own graph)
+
 study_app = typer.Typer(help="Train the precision study (resumably) and show how far it got.", no_args_is_help=True)
 
 StudyFileOption = Annotated[Optional[Path], typer.Option("--file", help="The study's JSONL file; default: models/precision/<dataset>-<recipe>.study.jsonl in the workspace.")]
@@ -32,7 +34,7 @@ def _default_file(workspace: Path, recipe: str) -> Path:
 
 @study_app.command("run")
 def run_command(
-    recipe: Annotated[str, typer.Option("--recipe", help="Training recipe of the study.")] = "converged",
+    recipe: Annotated[str, typer.Option("--recipe", help="Training recipe of the study.")] = STUDY_RECIPE,
     study_file: StudyFileOption = None,
     threads: Annotated[int, typer.Option("--threads", help="Torch threads of this process.")] = 2,
     shard: Annotated[str, typer.Option("--shard", help="INDEX/COUNT: train every COUNT-th item, so several processes share one file.")] = "0/1",
@@ -73,7 +75,7 @@ def run_command(
 
 @study_app.command("show")
 def show_command(
-    recipe: Annotated[str, typer.Option("--recipe", help="Training recipe of the study.")] = "converged",
+    recipe: Annotated[str, typer.Option("--recipe", help="Training recipe of the study.")] = STUDY_RECIPE,
     study_file: StudyFileOption = None,
     workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace whose models/precision holds the study.")] = Path("."),
     as_json: JsonOption = False,
