@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import shutil
 import sys
 import time
@@ -24,10 +23,9 @@ import numpy as np
 from _family_set import config_of, cpbench, export, random_configs, round_min
 from cpbench.family.closed_form import FEATURES, Layers
 from cpbench.family.config import Config
-from cpbench.fitting.kernel_model import _relative_fit
+from cpbench.fitting.kernel_model import fit_kernel_model
 from cpbench.fitting.predictors import kernel_predictor
 from cpbench.timing.calibration import calibration_path
-from cpbench.timing.calibration import round_min as kernel_round_min
 from cpbench.timing.environment import fingerprint
 
 
@@ -36,21 +34,6 @@ def eq1(train_macs: np.ndarray, train_t: np.ndarray, test_macs: np.ndarray, rela
     w = 1 / train_t if relative else np.ones_like(train_t)
     coef, *_ = np.linalg.lstsq(x * w[:, None], train_t * w, rcond=None)
     return coef[0] + coef[1] * test_macs
-
-
-def as_measured(model, configs: list[Config]) -> np.ndarray:
-    """The same model with its measured cells as timed (no low-rank denoising, as before table
-    cache version 2), the composition refitted on the same calibration networks: the side-by-side
-    reference for what the denoising changes."""
-    table = copy.deepcopy(model.table)
-    for (kind, k), conv in table.convs.items():
-        for entry in model.calibration.kernels.values():
-            if entry["kind"] == kind and entry["k"] == k:
-                conv.times[entry["f"] - 1, entry["s"] - conv.s_min] = kernel_round_min(entry)
-    cal_configs = [Config.parse(c) for c in model.calibration.networks]
-    cal_t = np.array([kernel_round_min(v) for v in model.calibration.networks.values()])
-    coef = _relative_fit(table.terms(Layers.of(cal_configs, model.calibration.in_channels)), cal_t)
-    return table.terms(Layers.of(configs, model.calibration.in_channels)) @ coef
 
 
 def errors(predicted: np.ndarray, measured: np.ndarray) -> str:
@@ -103,7 +86,8 @@ def main() -> None:
     print(f"'{args.device}' on {calibration.fingerprint['hardware']['cpu']}: {len(models)} unseen configs timed in run "
           f"{run['run_id']} ({len(run['models'][0]['rounds'])} rounds), statistic round-min")
     print(f"  kernel model   {errors(predicted, measured)}  95 % interval held {np.mean((measured >= low) & (measured <= high)):.0%}")
-    print(f"  (cells as timed, not denoised: {errors(as_measured(predictor.kernel_model, tested), measured)})")
+    as_timed = fit_kernel_model(calibration, denoise=False).predict_configs(tested)  # the same model, cells as timed
+    print(f"  (cells as timed, not denoised: {errors(as_timed, measured)})")
     print(f"  eq. (1) OLS    {errors(eq1(macs(cal_configs), cal_t, macs(tested), False), measured)}")
     print(f"  eq. (1) rel.   {errors(eq1(macs(cal_configs), cal_t, macs(tested), True), measured)}")
     print(f"  noise floor: the test models' rounds spread by a median {spread:.1%} (max - min over median)")

@@ -140,6 +140,21 @@ def _synthetic_calibration(noise: float, seed: int = 0) -> tuple[Calibration, ca
     return calibration, network
 
 
+def test_without_denoising_every_measured_cell_keeps_its_time_as_timed():
+    from cpbench.fitting.kernel_model import KernelTable
+    from cpbench.timing.calibration import round_min
+
+    calibration, _ = _synthetic_calibration(noise=0.2)
+    denoised = KernelTable.from_calibration(calibration)
+    as_timed = KernelTable.from_calibration(calibration, denoise=False)
+    assert any(t.denoised for t in denoised.convs.values())  # 20 % noise per round: the fit wins somewhere
+    assert not any(t.denoised for t in as_timed.convs.values())
+    for e in calibration.kernels.values():
+        if e["kind"] in ("first", "inner"):
+            table = as_timed.convs[(e["kind"], e["k"])]
+            assert table.times[e["f"] - 1, e["s"] - table.s_min] == round_min(e)
+
+
 def test_the_kernel_model_predicts_unseen_networks_of_a_known_law_and_its_interval_covers():
     from cpbench.family.config import random_from_space
 

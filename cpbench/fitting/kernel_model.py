@@ -137,9 +137,11 @@ class KernelTable:
     empty_s: float
 
     @classmethod
-    def from_calibration(cls, calibration: Calibration, completed: dict | None = None) -> "KernelTable":
+    def from_calibration(cls, calibration: Calibration, completed: dict | None = None, denoise: bool = True) -> "KernelTable":
         """The table of a calibration; `completed` ((kind, k) -> (times, rank, cv_mape, denoised), from
-        load_table_cache) skips the factorisation, which is most of the cost of loading a model."""
+        load_table_cache) skips the factorisation, which is most of the cost of loading a model.
+        denoise=False keeps every measured cell as timed (the reference `denoises` is judged against;
+        a cache, made with denoising, is then not used)."""
         entries = list(calibration.kernels.values())
         convs = {}
         for kind in ("first", "inner"):
@@ -155,13 +157,13 @@ class KernelTable:
                     values[e["f"] - 1, e["s"] - s_min] = round_min(e)
                     mask[e["f"] - 1, e["s"] - s_min] = True
                     rounds[:, e["f"] - 1, e["s"] - s_min] = e["mins"][:n_rounds]
-                cached = (completed or {}).get((kind, k))
+                cached = (completed or {}).get((kind, k)) if denoise else None
                 if cached is not None and np.shape(cached[0]) == values.shape:
                     convs[(kind, k)] = ConvTable(kind, k, s_min, np.asarray(cached[0], float), mask, int(cached[1]),
                                                  float(cached[2]), bool(cached[3]))
                     continue
                 filled, rank, cv = complete(values, mask)
-                denoised = denoises(rounds, mask, rank)
+                denoised = denoise and denoises(rounds, mask, rank)
                 filled = np.maximum(filled, values[mask].min() * 0.5)
                 convs[(kind, k)] = ConvTable(kind, k, s_min, filled if denoised else np.where(mask, values, filled),
                                              mask, rank, cv, denoised)
@@ -300,8 +302,9 @@ def load_table_cache(calibration_file: Path) -> dict | None:
         return None  # a cache is only ever a shortcut: a damaged one costs time, never an answer
 
 
-def fit_kernel_model(calibration: Calibration, folds: int = 5, seed: int = 0, completed: dict | None = None) -> KernelModel:
-    table = KernelTable.from_calibration(calibration, completed)
+def fit_kernel_model(calibration: Calibration, folds: int = 5, seed: int = 0, completed: dict | None = None,
+                     denoise: bool = True) -> KernelModel:
+    table = KernelTable.from_calibration(calibration, completed, denoise)
     configs = [Config(*map(int, key.split(","))) for key in calibration.networks]
     if len(configs) < len(COMPOSITION_TERMS) + 2:
         raise UsageError(f"the calibration timed {len(configs)} networks; the composition needs at least "
