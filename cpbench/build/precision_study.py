@@ -30,21 +30,12 @@ HOLDOUT_SIZE = 10
 DESIGN_SEED = 7
 HOLDOUT_SEED = 1001
 HOLDOUT_2_SEED = 2002  # a fresh held-out set, drawn and trained after the saturating model's loss was changed
-HOLDOUT_3_SEED = 3003  # drawn after the first two held-out sets had judged the frozen form and joined the fit
+HOLDOUT_3_SEED = 3003  # a third fresh set, drawn and trained after the shipped fit was frozen (stop 23)
 SEEDS = (0, 1, 2)
 NEAR_BASELINE_POWER = 1.6  # > 1 concentrates the design near the baseline's end of each Omega
 
 ROLES = ("sweep", "design", "seed", "holdout", "holdout-2", "holdout-3")
-# Held-out sets in the order they were drawn. Only the latest one a study holds is held out: each was
-# trained after the model form was frozen, and once it has judged that form it joins the fit (more
-# data, same form), and the next fresh set judges the fit that includes it.
-HOLDOUT_ROLES = ("holdout", "holdout-2", "holdout-3")
-
-
-def final_holdout_role(roles) -> str | None:
-    """The latest held-out set among `roles`: the one that judges; None when there is none."""
-    present = set(roles)
-    return next((r for r in reversed(HOLDOUT_ROLES) if r in present), None)
+HOLDOUT_ROLES = ("holdout", "holdout-2", "holdout-3")  # never fitted: they judge a model form frozen before they were trained
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cpbench.build.precision_study import StudyResult, final_holdout_role
+from cpbench.build.precision_study import HOLDOUT_ROLES, StudyResult
 from cpbench.errors import UsageError
 from cpbench.family.config import Config
 from cpbench.fitting.precision_models import SeedSpread, seed_spread
@@ -19,7 +19,7 @@ from cpbench.fitting.precision_models import SeedSpread, seed_spread
 class PrecisionPoints:
     configs: list[Config]
     precision: np.ndarray  # mean over seeds
-    holdout: np.ndarray  # True: in the study's latest held-out set, never fitted
+    holdout: np.ndarray  # True: trained for a held-out set, never fitted
     seeds: SeedSpread | None
     runs: int
     recipe: str
@@ -53,8 +53,7 @@ def points_from_records(records, dataset: str, recipe: str | None, root: str) ->
 
 
 def points_from_study(results: Iterable[StudyResult], recipe: str | None = None) -> PrecisionPoints:
-    """Group a study's raw results by config. A config is held out only if every run of it belongs to
-    the latest held-out set the study holds (earlier sets, having judged the frozen form, are fitted)."""
+    """Group a study's raw results by config. A config is held out only if every run of it was."""
     results = list(results)
     if not results:
         raise UsageError("the study file holds no results yet; run 'cpbench study run' first")
@@ -62,11 +61,10 @@ def points_from_study(results: Iterable[StudyResult], recipe: str | None = None)
     chosen = [r for r in results if r.recipe == recipe]
     groups: dict[Config, list[float]] = defaultdict(list)
     held: dict[Config, bool] = {}
-    final = final_holdout_role(r.role for r in chosen)
     for r in chosen:
         c = r.parsed
         groups[c].append(r.accuracy)
-        held[c] = held.get(c, True) and r.role == final
+        held[c] = held.get(c, True) and r.role in HOLDOUT_ROLES
     configs = list(groups)
     return PrecisionPoints(configs, np.array([np.mean(groups[c]) for c in configs]), np.array([held[c] for c in configs]),
                            seed_spread(groups), len(chosen), recipe, chosen[0].dataset, "fashionmnist")
