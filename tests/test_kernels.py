@@ -66,6 +66,22 @@ def test_the_calibration_plan_covers_every_f_and_s_the_space_uses():
         assert all(x in planned or x.kind == "classifier" for x in kernels_of(config))
 
 
+def test_the_calibration_networks_span_the_sizes_recommend_predicts():
+    """The composition is learned on these networks and used from the smallest config up to the
+    baseline (every speed-up divides by the baseline's time): every quarter of the log-MACs range
+    from a 1-filter network to the baseline holds some of them, the largest near the baseline."""
+    from cpbench.family.closed_form import Layers, total_macs
+    from cpbench.timing.calibration import plan_networks
+
+    networks = plan_networks(FASHION_MNIST, CalibrationDesign())
+    assert len(set(networks)) == 40
+    log_macs = np.log(total_macs(Layers.of(networks)))
+    low, high = np.log(total_macs(Layers.of([Config(1, 2, 1, 1), FASHION_MNIST.baseline])))
+    quarters = np.floor((log_macs - low) / (high - low) * 4).clip(0, 3)
+    assert set(quarters.astype(int)) == {0, 1, 2, 3} and min(np.bincount(quarters.astype(int))) >= 6
+    assert log_macs.max() >= high - np.log(2)  # within 2x of the baseline's MACs
+
+
 def test_low_rank_completion_recovers_a_matrix_it_saw_a_third_of():
     rng = np.random.default_rng(1)
     a, b = rng.uniform(1, 3, 40), rng.uniform(0.5, 2, 40)
