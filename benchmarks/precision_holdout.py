@@ -1,0 +1,74 @@
+"""The shipped precision fit judged on each held-out set of its study, and pooled over the sets that
+judge its form blind (trained after the form was frozen), beside the seed-to-seed spread.
+
+    python benchmarks/precision_holdout.py [--study cpbench/reference/fashionmnist-converged-bn.study.jsonl]
+                                           [--fit cpbench/reference/fashionmnist-converged-bn.json] [--json]
+
+Errors are in accuracy points, |predicted - measured| with measured the mean over a config's seeds;
+"P >= 0.90" is the region where targets live (issue 14's goal: MAE there <= 1.5 x the seed sd).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from cpbench.build.precision_study import BLIND_HOLDOUT_ROLES, HOLDOUT_ROLES, read_results
+from cpbench.family.config import Config
+from cpbench.fitting.precision_models import REGION, normalise, seed_spread
+from cpbench.fitting.precision_predictor import predictor_from_file
+
+REFERENCE = Path(__file__).resolve().parents[1] / "cpbench" / "reference"
+
+
+def judge(predicted: np.ndarray, measured: np.ndarray, seed_sd: float) -> dict:
+    error = (predicted - measured) * 100
+    top = measured >= REGION
+    region = float(np.abs(error[top]).mean()) if top.any() else float("nan")
+    return {"configs": int(len(measured)), "mae": float(np.abs(error).mean()), "region_configs": int(top.sum()),
+            "region_mae": region, "region_bias": float(error[top].mean()) if top.any() else float("nan"),
+            "region_over_seed_sd": region / seed_sd}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--study", type=Path, default=REFERENCE / "fashionmnist-converged-bn.study.jsonl")
+    parser.add_argument("--fit", type=Path, default=REFERENCE / "fashionmnist-converged-bn.json")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    predictor = predictor_from_file(args.fit, reference=True)
+    results = [r for r in read_results(args.study) if r.recipe == predictor.recipe]
+    runs: dict[Config, list[float]] = defaultdict(list)
+    roles: dict[Config, set[str]] = defaultdict(set)
+    for r in results:
+        runs[r.parsed].append(r.accuracy)
+        roles[r.parsed].add(r.role)
+    spread = seed_spread(runs)
+    seed_sd = spread.sd * 100 if spread else float("nan")
+
+    def rows(wanted: tuple[str, ...]) -> dict:
+        configs = [c for c in runs if roles[c] <= set(wanted)]
+        measured = np.array([np.mean(runs[c]) for c in configs])
+        return judge(predictor.predict(normalise(configs, predictor.baseline)), measured, seed_sd) if configs else {}
+
+    table = {role: rows((role,)) for role in HOLDOUT_ROLES}
+    table["blind (" + ", ".join(BLIND_HOLDOUT_ROLES) + ")"] = rows(BLIND_HOLDOUT_ROLES)
+    table["all held-out sets"] = rows(HOLDOUT_ROLES)
+    if args.json:
+        print(json.dumps({"fit": str(args.fit), "seed_sd_points": seed_sd, "sets": table}, indent=2))
+        return
+    print(f"{args.fit.name} ({predictor.model}) on {args.study.name}; seed sd {seed_sd:.2f} points; errors in points")
+    print(f"{'held-out set':<32s} {'configs':>7s} {'MAE':>6s} {'P>=0.90':>8s} {'MAE there':>10s} {'bias':>6s} {'/ seed sd':>9s}")
+    for name, row in table.items():
+        if row:
+            print(f"{name:<32s} {row['configs']:>7d} {row['mae']:>6.2f} {row['region_configs']:>8d} {row['region_mae']:>10.2f} "
+                  f"{row['region_bias']:>+6.2f} {row['region_over_seed_sd']:>8.2f}×")
+    print(f"blind: trained after the form was frozen; goal at P >= {REGION:.2f}: <= 1.5 × the seed sd")
+
+
+if __name__ == "__main__":
+    main()
