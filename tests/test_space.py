@@ -100,3 +100,15 @@ def test_fitting_and_recommending_use_the_stored_spaces_baseline(cli, lfw_worksp
     assert done.returncode == 0, done.stderr
     r = json.loads(done.stdout)
     assert r["baseline"]["config"] == "64,64,5,3" and Config.parse(r["pick"]["config"]).s <= 64
+
+
+def test_random_configs_of_a_small_space_stop_at_every_config_it_holds():
+    """Asked for more than a space holds (calibrating a tiny space asks for a pool 50x its networks),
+    random_from_space returns each of its configs once and returns, instead of drawing forever."""
+    from cpbench.family.config import Config, Space, random_from_space
+
+    space = Space("tiny", Config(4, 6, 2, 2), (), (), (), ())
+    every = {Config(f, s, k, l) for l in (1, 2) for f in range(1, 5) for k in (1, 2) for s in range(2**l, 7)}
+    drawn = random_from_space(space, 1000, seed=3, exclude={Config(1, 2, 1, 1), Config(8, 28, 3, 3)})  # the second lies outside
+    assert len(drawn) == len(set(drawn)) == len(every) - 1
+    assert set(drawn) == every - {Config(1, 2, 1, 1)}

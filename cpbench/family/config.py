@@ -178,9 +178,13 @@ def random_from_space(space: Space, n: int, seed: int, exclude: set[Config] | No
     """
     b = space.baseline
     rng = random.Random(seed)
-    taken = set(exclude or ())
+
+    def inside(c: Config) -> bool:
+        return 1 <= c.f <= b.f and 1 <= c.k <= b.k and 1 <= c.l <= b.l and 2**c.l <= c.s <= b.s
+
+    taken = {c for c in exclude or () if inside(c)}
     out: list[Config] = []
-    capacity = b.f * b.k * b.l * b.s
+    capacity = sum(b.f * b.k * max(0, b.s - 2**l + 1) for l in range(1, b.l + 1))  # every config there is
     while len(out) < n and len(taken) < capacity:
         l = rng.randint(1, b.l)  # noqa: E741
         f = min(b.f, max(1, round(math.exp(rng.uniform(0.0, math.log(b.f))))))
