@@ -19,7 +19,8 @@ import numpy as np
 
 from cpbench.build.precision_study import BLIND_HOLDOUT_ROLES, HOLDOUT_ROLES, read_results
 from cpbench.family.config import Config
-from cpbench.fitting.precision_models import REGION, normalise, seed_spread
+from cpbench.fitting.precision_data import points_from_study
+from cpbench.fitting.precision_models import REGION, normalise
 from cpbench.fitting.precision_predictor import predictor_from_file
 
 REFERENCE = Path(__file__).resolve().parents[1] / "cpbench" / "reference"
@@ -41,19 +42,18 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     predictor = predictor_from_file(args.fit, reference=True)
-    results = [r for r in read_results(args.study) if r.recipe == predictor.recipe]
-    runs: dict[Config, list[float]] = defaultdict(list)
+    results = read_results(args.study)
+    points = points_from_study(results, predictor.recipe)  # one point per config, seeds averaged, as fitted
     roles: dict[Config, set[str]] = defaultdict(set)
     for r in results:
-        runs[r.parsed].append(r.accuracy)
-        roles[r.parsed].add(r.role)
-    spread = seed_spread(runs)
-    seed_sd = spread.sd * 100 if spread else float("nan")
+        if r.recipe == predictor.recipe:
+            roles[r.parsed].add(r.role)
+    predicted = predictor.predict(normalise(points.configs, predictor.baseline))
+    seed_sd = points.seeds.sd * 100 if points.seeds else float("nan")
 
     def rows(wanted: tuple[str, ...]) -> dict:
-        configs = [c for c in runs if roles[c] <= set(wanted)]
-        measured = np.array([np.mean(runs[c]) for c in configs])
-        return judge(predictor.predict(normalise(configs, predictor.baseline)), measured, seed_sd) if configs else {}
+        chosen = np.array([roles[c] <= set(wanted) for c in points.configs])
+        return judge(predicted[chosen], points.precision[chosen], seed_sd) if chosen.any() else {}
 
     table = {role: rows((role,)) for role in HOLDOUT_ROLES}
     table["blind (" + ", ".join(BLIND_HOLDOUT_ROLES) + ")"] = rows(BLIND_HOLDOUT_ROLES)
