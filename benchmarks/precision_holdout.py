@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from cpbench.build.precision_study import BLIND_HOLDOUT_ROLES, HOLDOUT_ROLES, read_results
+from cpbench.errors import CpbenchError
 from cpbench.family.config import Config
 from cpbench.fitting.precision_data import points_from_study
 from cpbench.fitting.precision_models import REGION, normalise
@@ -41,9 +43,13 @@ def main() -> None:
     parser.add_argument("--fit", type=Path, default=REFERENCE / "fashionmnist-converged-bn.json")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    predictor = predictor_from_file(args.fit, reference=True)
-    results = read_results(args.study)
-    points = points_from_study(results, predictor.recipe)  # one point per config, seeds averaged, as fitted
+    try:
+        predictor = predictor_from_file(args.fit, reference=True)
+        results = read_results(args.study)
+        points = points_from_study(results, predictor.recipe)  # one point per config, seeds averaged, as fitted
+    except CpbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     roles: dict[Config, set[str]] = defaultdict(set)
     for r in results:
         if r.recipe == predictor.recipe:
