@@ -6,7 +6,7 @@
 2. 20 random family configs (none a calibration network) exported untrained into WS/test and
    timed with `cpbench time` (the profile's rounds; statistic round-min, what the fits use);
 3. predicted against measured: MAPE, within ±10 % (goal: <= 5 %, >= 95 %), the worst, the 95 %
-   interval's coverage, beside eq. (1) (alpha1 * MACs + alpha0, OLS and relative) fitted on the
+   interval's coverage, beside the same calibration composed of blocks alone (no pairs) and eq. (1) (alpha1 * MACs + alpha0, OLS and relative) fitted on the
    same calibration networks, and the run-to-run noise floor of the test timings (rounds).
 """
 
@@ -16,6 +16,7 @@ import argparse
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,9 @@ def main() -> None:
     print(f"  kernel model   {errors(predicted, measured)}  95 % interval held {np.mean((measured >= low) & (measured <= high)):.0%}")
     as_timed = fit_kernel_model(calibration, denoise=False).predict_configs(tested)  # the same model, cells as timed
     print(f"  (cells as timed, not denoised: {errors(as_timed, measured)})")
+    if predictor.kernel_model.table.pairs:  # the same calibration composed of blocks alone, as before pairs
+        singles = replace(calibration, kernels={i: e for i, e in calibration.kernels.items() if not e["kind"].endswith("-pair")})
+        print(f"  (blocks alone, no pairs: {errors(fit_kernel_model(singles).predict_configs(tested), measured)})")
     print(f"  eq. (1) OLS    {errors(eq1(macs(cal_configs), cal_t, macs(tested), False), measured)}")
     print(f"  eq. (1) rel.   {errors(eq1(macs(cal_configs), cal_t, macs(tested), True), measured)}")
     print(f"  noise floor: the test models' rounds spread by a median {spread:.1%} (max - min over median)")

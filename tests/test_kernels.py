@@ -124,24 +124,35 @@ def test_the_measured_cells_are_replaced_only_where_the_fit_predicts_a_fresh_rou
     assert not denoises(noisy_rounds[:1], mask, rank=2)  # one round decides nothing
 
 
-def _synthetic_calibration(noise: float, seed: int = 0) -> tuple[Calibration, callable]:
-    """Kernel times from a known cost law, networks = a known composition of them plus noise."""
+def _synthetic_calibration(noise: float, seed: int = 0, layout: float = 0.0, pairs: bool = True) -> tuple[Calibration, callable]:
+    """Kernel times from a known cost law, networks = a known composition of them plus noise.
+    `layout`: seconds per tensor element a call pays to convert its input and its output (a runtime's
+    own layout or precision), which inside a network only the network's input and output pay."""
     rng = np.random.default_rng(seed)
     empty = 4e-6
+
+    def work(c_in: int, f: int, s: int, k: int) -> float:
+        jump = 0.6 if f % 8 == 0 else 1.0  # a runtime's channel-count jumps, unknown to the model
+        return 1e-6 + jump * c_in * f * k**2 * s**2 * 4e-12
 
     def cost(kernel) -> float:
         if kernel.kind == "empty":
             return empty
         if kernel.kind == "classifier":
             return empty + 0.5e-6 + kernel.features * 2e-10
-        jump = 0.6 if kernel.f % 8 == 0 else 1.0  # a runtime's channel-count jumps, unknown to the model
-        return empty + 1e-6 + jump * kernel.c_in * kernel.f * kernel.k**2 * kernel.s**2 * 4e-12
+        f, s, k, c_in = kernel.f, kernel.s, kernel.k, kernel.c_in
+        if kernel.kind.endswith("-pair"):  # two blocks in one call: one conversion in, one out
+            return empty + work(c_in, f, s, k) + work(f, f, s // 2, k) + layout * (c_in * s**2 + f * (s // 4) ** 2)
+        return empty + work(c_in, f, s, k) + layout * (c_in * s**2 + f * (s // 2) ** 2)
 
     def network(config: Config) -> float:
-        parts = kernels_of(config)
-        return empty * 0.8 + sum(cost(p) - empty for p in parts) * 1.05 - 0.3e-6 * (config.l - 1)
+        blocks = [work(1, config.f, config.s, config.k)]
+        blocks += [work(config.f, config.f, config.s // 2**i, config.k) for i in range(1, config.l)]
+        border = layout * (config.s**2 + config.f * config.final_size**2)
+        fc = cost(kernels_of(config)[-1]) - empty
+        return empty * 0.8 + (sum(blocks) + border + fc) * 1.05 - 0.3e-6 * (config.l - 1)
 
-    design = CalibrationDesign(networks=40)
+    design = CalibrationDesign(networks=40, pairs=pairs)
     kernels = plan_kernels(FASHION_MNIST, design)
     from cpbench.timing.calibration import plan_networks
 
@@ -183,6 +194,26 @@ def test_the_kernel_model_predicts_unseen_networks_of_a_known_law_and_its_interv
     assert ape.mean() < 0.02 and ape.max() < 0.06
     assert model.kfold.mape < 0.03
     assert model.interval_coverage >= 0.8
+
+
+def test_pairs_recover_a_network_whose_blocks_alone_pay_conversions_the_network_pays_once():
+    """A runtime that converts every call's input and output to its own layout (OpenVINO's bf16
+    blocked tensors on AMX): blocks timed alone pay the conversions between blocks that a network
+    never makes, in proportion to the tensor (f * s^2), which no linear function of the block sums
+    recovers. Consecutive blocks timed as pairs carry the network's own inner borders."""
+    from cpbench.family.config import random_from_space
+
+    unseen = None
+    errors = {}
+    for pairs in (True, False):
+        calibration, network = _synthetic_calibration(noise=0.01, layout=4e-9, pairs=pairs)
+        unseen = unseen or random_from_space(FASHION_MNIST, 200, seed=5, exclude={Config.parse(c) for c in calibration.networks})
+        truth = np.array([network(c) for c in unseen])
+        model = fit_kernel_model(calibration)
+        assert model.table.pairs == pairs
+        errors[pairs] = np.abs(model.predict_configs(unseen) / truth - 1)
+    assert errors[True].mean() < 0.02 and errors[True].max() < 0.08
+    assert errors[False].mean() > 2 * errors[True].mean() and errors[False].max() > 0.1
 
 
 def test_a_calibration_round_trips_through_its_file_and_refuses_another_format(tmp_path):

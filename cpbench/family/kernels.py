@@ -16,13 +16,18 @@ from cpbench.family.config import Config
 
 OPSET = 18
 CLASSES = 10
-KINDS = ("first", "inner", "classifier", "empty")
+KINDS = ("first", "inner", "first-pair", "inner-pair", "classifier", "empty")
+CONV_KINDS = ("first", "inner", "first-pair", "inner-pair")
+PAIR_KINDS = {"first-pair": "first", "inner-pair": "inner"}  # a pair: that block, then an inner block at half the side
 
 
 @dataclass(frozen=True, order=True)
 class Kernel:
     """One distinct piece of work. conv kinds: c_in -> f channels at s x s with k x k kernels
-    (first: c_in is the image's channels; inner: c_in = f); classifier: a flattened input of
+    (first: c_in is the image's channels; inner: c_in = f); a pair kind is that block followed by
+    an inner block at s // 2, timed as one graph (nn-Meter's test for what two consecutive kernels
+    share: inside a network a runtime keeps the tensor between two blocks in its own layout and
+    precision, which a block timed alone converts at both ends); classifier: a flattened input of
     `features` values -> CLASSES; empty: a call that does nothing (the per-inference cost)."""
 
     kind: str
@@ -54,6 +59,14 @@ def first(f: int, s: int, k: int, in_channels: int = 1) -> Kernel:
 
 def inner(f: int, s: int, k: int) -> Kernel:
     return Kernel("inner", f=f, s=s, k=k, c_in=f)
+
+
+def first_pair(f: int, s: int, k: int, in_channels: int = 1) -> Kernel:
+    return Kernel("first-pair", f=f, s=s, k=k, c_in=in_channels)
+
+
+def inner_pair(f: int, s: int, k: int) -> Kernel:
+    return Kernel("inner-pair", f=f, s=s, k=k, c_in=f)
 
 
 def classifier(features: int) -> Kernel:
@@ -118,6 +131,10 @@ def kernel_graph(kernel: Kernel, seed: int = 0):
     if kernel.kind in ("first", "inner"):
         nodes, weights, output = _conv_block(0, kernel.c_in, kernel.f, kernel.k, "input", rng)
         return _model(nodes, weights, kernel.input_shape(), output, None)
+    if kernel.kind in PAIR_KINDS:
+        nodes, weights, middle = _conv_block(0, kernel.c_in, kernel.f, kernel.k, "input", rng)
+        more, params, output = _conv_block(1, kernel.f, kernel.f, kernel.k, middle, rng)
+        return _model(nodes + more, weights + params, kernel.input_shape(), output, None)
     if kernel.kind == "classifier":
         nodes, weights, output = _classifier("input", kernel.features, rng)
         return _model(nodes, weights, kernel.input_shape(), output, [1, CLASSES])

@@ -7,11 +7,19 @@ Two learned stages, no feature written for one CPU:
    kernels make at some channel counts are row factors, learned from every f measured, whatever
    they are on this CPU. The measured cells keep their times, or take the fit's where it predicts
    a fresh round of them better than they do themselves (noisy cells: `denoises`). The classifier is interpolated over its input size; the empty call is measured.
-2. The composition. A network is not exactly the sum of its kernels timed alone (each alone pays
-   the call and the layout changes at its borders once), so the network time is a linear function
-   of the kernel sums, learned by relative least squares on the calibration networks (timed as
-   `cpbench time` times a model, so the protocol's own offsets are learned too):
-   t = c0 + c1 * sum(first - empty) + c2 * sum(inner - empty) + c3 * (classifier - empty) + c4 * (l - 1).
+2. The composition. A network is not exactly the sum of its kernels timed alone: each alone pays
+   the call, and the layout and precision changes at its borders, which inside a network happen
+   once (OpenVINO on AMX: blocks timed alone summed to +11...+55 % of the network; ONNX Runtime
+   at 1 thread +4...+12 %). Where the calibration timed consecutive blocks as pairs, a network is
+   composed of pairs, whose inner border is the network's own: blocks b1 b2 b3 cost
+   pair(b1 b2) + pair(b2 b3) - b2 (the same test configs: +0...+7 % and +1...+3 %). Either way the
+   network time is a linear function of the sums, learned by relative least squares on the
+   calibration networks (timed as `cpbench time` times a model, so the protocol's own offsets are
+   learned too):
+   t = c0 + c1 * first + c2 * inner + c3 * (classifier - empty) + c4 * (l - 1), where with pairs
+   first = (pair of the first two blocks, or the first block when l = 1) - empty and
+   inner = sum over later blocks of (pair ending in it - the block before it alone); without,
+   first = first block - empty and inner = sum(inner block - empty).
 The quoted error comes from networks the composition never saw (k-fold over the calibration
 networks here; benchmarks/kernel_model.py adds 20 configs timed in a separate run).
 """
@@ -26,6 +34,7 @@ import numpy as np
 from cpbench.errors import UsageError
 from cpbench.family.closed_form import Layers
 from cpbench.family.config import Config
+from cpbench.family.kernels import CONV_KINDS
 from cpbench.fitting.metrics import ErrorMetrics, error_metrics, kfold_indices
 from cpbench.timing.calibration import Calibration, round_min
 
@@ -144,7 +153,7 @@ class KernelTable:
         a cache, made with denoising, is then not used)."""
         entries = list(calibration.kernels.values())
         convs = {}
-        for kind in ("first", "inner"):
+        for kind in CONV_KINDS:
             for k in sorted({e["k"] for e in entries if e["kind"] == kind}):
                 cells = [e for e in entries if e["kind"] == kind and e["k"] == k]
                 f_max = max(e["f"] for e in cells)
@@ -186,15 +195,36 @@ class KernelTable:
     def classifier(self, n: np.ndarray) -> np.ndarray:
         return np.interp(np.log(np.maximum(n, 1)), np.log(self.classifier_n), self.classifier_t)
 
+    @property
+    def pairs(self) -> bool:
+        """Whether consecutive blocks were timed as pairs (calibrations before pairs existed were not)."""
+        return any(kind == "first-pair" for kind, _ in self.convs)
+
     def terms(self, layers: Layers) -> np.ndarray:
-        """Per config: [1, sum(first - empty), sum(inner - empty), classifier - empty, l - 1]."""
+        """Per config: [1, first, inner, classifier - empty, l - 1] (the module's docstring says
+        what first and inner are, with pairs and without)."""
         f, s, k, depth = layers.f, layers.s, layers.k, layers.l
-        first = self.conv("first", k, f, s) - self.empty_s
+        s = s.astype(np.int64)
+        if self.pairs:
+            first = np.zeros(len(f))
+            alone = depth == 1
+            if alone.any():
+                first[alone] = self.conv("first", k[alone], f[alone], s[alone].astype(float))
+            if (~alone).any():
+                first[~alone] = self.conv("first-pair", k[~alone], f[~alone], s[~alone].astype(float))
+            first -= self.empty_s
+        else:
+            first = self.conv("first", k, f, s) - self.empty_s
         inner = np.zeros(len(f))
-        side = s.astype(np.int64) // 2
+        side = s // 2
         for i in range(1, int(depth.max()) if len(depth) else 0):
             present = depth > i
-            if present.any():
+            if self.pairs:  # block i + 1 joins the block i before it at side `side`
+                present &= depth > i + 1
+                if present.any():
+                    at = (k[present], f[present], side[present].astype(float))
+                    inner[present] += self.conv("inner-pair", *at) - self.conv("inner", *at)
+            elif present.any():
                 inner[present] += self.conv("inner", k[present], f[present], side[present].astype(float)) - self.empty_s
             side = side // 2
         fc = self.classifier(f * layers.final_side**2) - self.empty_s

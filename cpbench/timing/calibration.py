@@ -3,7 +3,8 @@ alone, and a few whole networks, under a profile, in fresh worker processes, sev
 rounds, with a fixed number of runs per round. cpbench.fitting.kernel_model turns the result
 into a latency predictor for this machine; nothing here knows any CPU's kernels.
 
-Which kernels: for each conv kind (first block, inner block) and kernel size k, the (f, s) matrix
+Which kernels: for each conv kind (first block, inner block, and the pairs of consecutive blocks a
+network runs: first then inner, inner then inner) and kernel size k, the (f, s) matrix
 of the space is sampled, not swept: every f at a few s, every s at a few f, and a random share of
 the other cells (the predictor completes the matrix from its low-rank structure), plus the
 classifier at log-spaced input sizes and the empty call.
@@ -25,7 +26,8 @@ import numpy as np
 
 from cpbench.errors import UsageError, first_line
 from cpbench.family.config import Config, Space, random_from_space
-from cpbench.family.kernels import EMPTY, Kernel, classifier, first, inner, kernel_graph, network_graph
+from cpbench.family.kernels import (EMPTY, Kernel, classifier, first, first_pair, inner, inner_pair, kernel_graph,
+                                    network_graph)
 from cpbench.timing.profiles import Profile
 from cpbench.timing.protocol import MeasureSettings
 from cpbench.timing.runtimes import DeviceUnavailable
@@ -42,6 +44,7 @@ class CalibrationDesign:
     full_s: int = 4  # every f at this many s values (spread over the range)
     full_f: int = 4  # every s at this many f values (random, plus the largest)
     share: float = 1.0  # and this share of the remaining cells, at random (1: every cell; the rest is completed)
+    pairs: bool = True  # time consecutive blocks as pairs too (the composition then adds pairs, not blocks)
     classifier_points: int = 24
     networks: int = 40  # timed as `cpbench time` times a model (the profile's measure settings), one per round
     rounds: int = 3
@@ -65,11 +68,22 @@ def _spread(values: list[int], n: int) -> list[int]:
 
 def conv_axes(space: Space, kind: str) -> tuple[list[int], list[int]]:
     """The f and s values a conv kind takes in the integer space up to the baseline: a first block
-    sees s in [2, s0] (s >= 2**l), an inner block s // 2 or s // 4 ... >= 2."""
+    sees s in [2, s0] (s >= 2**l), an inner block s // 2 or s // 4 ... >= 2; a pair starts where its
+    first block does and needs s >= 4 (its second block runs at s // 2 >= 2)."""
     b = space.baseline
     fs = list(range(1, b.f + 1))
-    ss = list(range(2, b.s + 1)) if kind == "first" else list(range(2, b.s // 2 + 1))
-    return fs, ss
+    low = 4 if kind.endswith("-pair") else 2
+    high = b.s if kind.startswith("first") else b.s // 2
+    return fs, list(range(low, high + 1))
+
+
+def conv_kinds(space: Space, design: "CalibrationDesign") -> tuple[str, ...]:
+    """The conv kinds a space's networks run: inner blocks from l = 2, pairs of them from l = 3."""
+    depth = space.baseline.l
+    kinds = ["first"] + (["inner"] if depth > 1 else [])
+    if design.pairs:
+        kinds += (["first-pair"] if depth > 1 else []) + (["inner-pair"] if depth > 2 else [])
+    return tuple(kinds)
 
 
 def classifier_sizes(space: Space, points: int) -> list[int]:
@@ -81,8 +95,10 @@ def classifier_sizes(space: Space, points: int) -> list[int]:
 def plan_kernels(space: Space, design: CalibrationDesign, in_channels: int = 1) -> list[Kernel]:
     rng = random.Random(design.seed)
     kernels: list[Kernel] = [EMPTY]
+    makers = {"first": lambda f, s, k: first(f, s, k, in_channels), "inner": inner,
+              "first-pair": lambda f, s, k: first_pair(f, s, k, in_channels), "inner-pair": inner_pair}
     if space.baseline.l >= 1:
-        for kind in ("first", "inner") if space.baseline.l > 1 else ("first",):
+        for kind in conv_kinds(space, design):
             fs, ss = conv_axes(space, kind)
             for k in range(1, space.baseline.k + 1):
                 cells = {(f, s) for f in fs for s in _spread(ss, design.full_s)}
@@ -90,8 +106,7 @@ def plan_kernels(space: Space, design: CalibrationDesign, in_channels: int = 1) 
                 cells |= {(f, s) for f in some_f for s in ss}
                 rest = sorted({(f, s) for f in fs for s in ss} - cells)
                 cells |= set(rng.sample(rest, round(design.share * len(rest))))
-                make = (lambda f, s, k=k: first(f, s, k, in_channels)) if kind == "first" else (lambda f, s, k=k: inner(f, s, k))
-                kernels += [make(f, s) for f, s in sorted(cells)]
+                kernels += [makers[kind](f, s, k) for f, s in sorted(cells)]
     kernels += [classifier(n) for n in classifier_sizes(space, design.classifier_points)]
     return kernels
 
