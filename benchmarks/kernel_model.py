@@ -1,12 +1,12 @@
 """The kernel-level latency model on configs it never saw, timed in a separate run.
 
-    python benchmarks/kernel_model.py --device cpu-1thread [--workspace WS] [--configs 20] [--seed 9100] [--reuse | --shipped]
+    python benchmarks/kernel_model.py --device cpu-1thread [--workspace WS] [--configs 20] [--seed 9100] [--reuse | --shipped] [--pairs]
 
 1. `cpbench calibrate --device D` (timed: the goal is 10 minutes or less);
 2. 20 random family configs (none a calibration network) exported untrained into WS/test and
    timed with `cpbench time` (the profile's rounds; statistic round-min, what the fits use);
 3. predicted against measured: MAPE, within ±10 % (goal: <= 5 %, >= 95 %), the worst, the 95 %
-   interval's coverage, beside the same calibration composed of blocks alone (no pairs) and eq. (1) (alpha1 * MACs + alpha0, OLS and relative) fitted on the
+   interval's coverage, beside eq. (1) (alpha1 * MACs + alpha0, OLS and relative) fitted on the
    same calibration networks, and the run-to-run noise floor of the test timings (rounds).
 """
 
@@ -16,7 +16,6 @@ import argparse
 import shutil
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ import numpy as np
 from _family_set import config_of, cpbench, export, random_configs, round_min
 from cpbench.family.closed_form import FEATURES, Layers
 from cpbench.family.config import Config
-from cpbench.fitting.kernel_model import fit_kernel_model
+from cpbench.fitting.kernel_model import _relative_fit, fit_kernel_model
 from cpbench.fitting.predictors import kernel_predictor
 from cpbench.timing.calibration import calibration_path
 from cpbench.timing.environment import fingerprint
@@ -49,6 +48,8 @@ def main() -> None:
     parser.add_argument("--configs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=9100)
     parser.add_argument("--reuse", action="store_true", help="use the workspace's calibration if there is one")
+    parser.add_argument("--pairs", action="store_true",
+                        help="calibrate with --pairs, and print both compositions' errors (blocks alone and pairs)")
     parser.add_argument("--shipped", action="store_true",
                         help="use the shipped reference calibration (this project's machine only: its hardware id must match)")
     args = parser.parse_args()
@@ -66,7 +67,7 @@ def main() -> None:
         shutil.copyfile(shipped, path)
     elif not (args.reuse and path.exists()):
         started = time.perf_counter()
-        cpbench("calibrate", "--device", args.device, "-w", str(ws))
+        cpbench("calibrate", "--device", args.device, "-w", str(ws), *(["--pairs"] if args.pairs else []))
         print(f"calibration of '{args.device}': {time.perf_counter() - started:.0f} s end to end (goal: 600 s or less)")
     predictor = kernel_predictor(path, args.device, reference=False)
     calibration = predictor.kernel_model.calibration
@@ -89,9 +90,16 @@ def main() -> None:
     print(f"  kernel model   {errors(predicted, measured)}  95 % interval held {np.mean((measured >= low) & (measured <= high)):.0%}")
     as_timed = fit_kernel_model(calibration, denoise=False).predict_configs(tested)  # the same model, cells as timed
     print(f"  (cells as timed, not denoised: {errors(as_timed, measured)})")
-    if predictor.kernel_model.table.pairs:  # the same calibration composed of blocks alone, as before pairs
-        singles = replace(calibration, kernels={i: e for i, e in calibration.kernels.items() if not e["kind"].endswith("-pair")})
-        print(f"  (blocks alone, no pairs: {errors(fit_kernel_model(singles).predict_configs(tested), measured)})")
+    model = predictor.kernel_model
+    if model.table.pairs:  # both compositions of the same calibration; the model chose one on its k-fold
+        networks = Layers.of([Config.parse(c) for c in calibration.networks], calibration.in_channels)
+        times = np.array([np.median(v["mins"]) for v in calibration.networks.values()])
+        print(f"  composition chosen on the calibration networks: {'pairs' if model.pairs else 'blocks'} (k-fold MAPE "
+              + ", ".join(f"{name} {v:.1%}" for name, v in model.choice_kfold.items()) + ")")
+        for pairs in (False, True):
+            coef = _relative_fit(model.table.terms(networks, pairs), times)
+            shown = model.table.terms(Layers.of(tested, calibration.in_channels), pairs) @ coef
+            print(f"  (composed of {'pairs ' if pairs else 'blocks'}: {errors(shown, measured)})")
     print(f"  eq. (1) OLS    {errors(eq1(macs(cal_configs), cal_t, macs(tested), False), measured)}")
     print(f"  eq. (1) rel.   {errors(eq1(macs(cal_configs), cal_t, macs(tested), True), measured)}")
     print(f"  noise floor: the test models' rounds spread by a median {spread:.1%} (max - min over median)")

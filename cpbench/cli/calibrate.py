@@ -14,10 +14,10 @@ def calibrate_command(
     device: Annotated[str, typer.Option("--device", "-d", help="Profile name (profiles/NAME.toml) or a .toml path.")],
     dataset: Annotated[str, typer.Option("--dataset", help="Whose search space to calibrate (its baseline bounds f, s, k, l).")] = "fashionmnist",
     rounds: Annotated[Optional[int], typer.Option("--rounds", help="Rounds over every kernel and network, each in a new order and new processes. Default: 3 (2 for runtimes that compile each model).")] = None,
-    runs: Annotated[int, typer.Option("--runs", help="Timed runs per kernel per round (the fixed count of round-min).")] = 50,
+    runs: Annotated[Optional[int], typer.Option("--runs", help="Timed runs per kernel per round (the fixed count of round-min). Default: 50 (200, after 100 warm-up runs, for runtimes that compile each model).")] = None,
     networks: Annotated[Optional[int], typer.Option("--networks", help="Whole networks timed to learn how kernels compose. Default: 40 (30 for runtimes that compile each model).")] = None,
-    share: Annotated[Optional[float], typer.Option("--share", help="Share of the (f, s) cells beyond the sampled rows and columns to time (the rest is completed); 1 = every cell. Default: 0.5 for ONNX Runtime, 0.05 for runtimes that compile each model (OpenVINO: ~25 ms a kernel; 3 rows and columns instead of 4).")] = None,
-    pairs: Annotated[bool, typer.Option("--pairs/--no-pairs", help="Also time consecutive blocks as pairs, and compose networks from them (what a runtime shares between two blocks inside a network).")] = True,
+    share: Annotated[Optional[float], typer.Option("--share", help="Share of the (f, s) cells beyond the sampled rows and columns to time (the rest is completed); 1 = every cell. Default: 1 for ONNX Runtime (0.5 with --pairs), 0.1 for runtimes that compile each model (OpenVINO: ~25 ms a kernel; with --pairs 0.05 and 3 rows and columns instead of 4).")] = None,
+    pairs: Annotated[bool, typer.Option("--pairs/--no-pairs", help="Also time consecutive blocks as pairs; the composition of pairs is then fitted beside that of blocks alone and the one with the lower k-fold error on the calibration networks is used. Off by default: on this project's machine it doubled the kernels and won on no profile's unseen configs.")] = False,
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
@@ -35,12 +35,17 @@ def calibrate_command(
     ws = Workspace(workspace)
     profile = load_profile(device, ws.profiles_dir)
     compiles = profile.runtime != "onnxruntime"  # OpenVINO compiles every kernel (~25 ms): a smaller design fits 10 minutes
-    # sized for 10 minutes on a 2-core VM with pairs: 15,344 kernels x 3 rounds under ONNX Runtime, 5,794 x 2 under OpenVINO
-    share = share if share is not None else (0.05 if compiles else 0.5)
+    # sized for 10 minutes on a 2-core VM: 12,824 kernels x 3 rounds under ONNX Runtime (15,344 with pairs), 4,184 x 2
+    # under OpenVINO (5,794 with pairs), whose kernels need many runs: after compiling, OpenVINO's first hundred or so
+    # runs are slow (here the minimum of 50 runs after 10 warm-up ones sat 25 % above that of 500 after 110, and
+    # moved by up to 30 % between compiles)
+    share = share if share is not None else ((0.05 if pairs else 0.1) if compiles else (0.5 if pairs else 1.0))
     rounds = rounds if rounds is not None else (2 if compiles else 3)
     networks = networks if networks is not None else (30 if compiles else 40)
-    lines = 3 if compiles else 4
-    design = CalibrationDesign(rounds=rounds, runs=runs, networks=networks, share=share, pairs=pairs, full_s=lines, full_f=lines)
+    runs = runs if runs is not None else (200 if compiles else 50)
+    lines = 3 if compiles and pairs else 4
+    design = CalibrationDesign(rounds=rounds, runs=runs, networks=networks, share=share, pairs=pairs, full_s=lines,
+                               full_f=lines, warmup_runs=100 if compiles else 10)
     ws.ensure_writable()
     journal = journal_path(ws.models_dir, profile.name, fingerprint()["hardware_id"])
     resumed = journal.exists()
@@ -71,9 +76,11 @@ def calibrate_command(
     out.print(f"calibrated '{profile.name}' on {summary['cpu']} (hardware id {calibration.hardware_id}) in "
               f"{calibration.duration_s:.0f} s: {len(calibration.kernels)} kernels and {len(calibration.networks)} networks, "
               f"{design.rounds} rounds of {design.runs} runs, statistic round-min")
-    out.print(f"kernel model on calibration networks it did not see (5-fold): MAPE {k.mape:.1%}, within ±10 % "
-              f"{k.within_10:.0%}, max {k.max_ape:.1%}; 95 % interval held {model.interval_coverage:.0%}; "
-              f"the plain sum of kernels: MAPE {model.raw_sum.mape:.1%}")
+    choice = ", ".join(f"{name} {v:.1%}" for name, v in model.choice_kfold.items())
+    out.print(f"composition: {summary['composition']} (chosen on its k-fold MAPE over the calibration networks: {choice})")
+    out.print(f"kernel model on calibration networks it did not see (5-fold, nested: nor chose the composition): MAPE "
+              f"{k.mape:.1%}, within ±10 % {k.within_10:.0%}, max {k.max_ape:.1%}; 95 % interval held "
+              f"{model.interval_coverage:.0%}; the plain sum of kernels: MAPE {model.raw_sum.mape:.1%}")
     tables = summary["tables"]
     denoised = [name for name, t in tables.items() if t["denoised"]]
     out.print(f"kernel tables: {len(denoised)} of {len(tables)} denoised (the low-rank fit predicted a held-out round "

@@ -44,7 +44,7 @@ class CalibrationDesign:
     full_s: int = 4  # every f at this many s values (spread over the range)
     full_f: int = 4  # every s at this many f values (random, plus the largest)
     share: float = 1.0  # and this share of the remaining cells, at random (1: every cell; the rest is completed)
-    pairs: bool = True  # time consecutive blocks as pairs too (the composition then adds pairs, not blocks)
+    pairs: bool = False  # time consecutive blocks as pairs too (a composition of pairs is then fitted beside that of blocks)
     classifier_points: int = 24
     networks: int = 40  # timed as `cpbench time` times a model (the profile's measure settings), one per round
     rounds: int = 3
