@@ -17,7 +17,7 @@ def calibrate_command(
     runs: Annotated[Optional[int], typer.Option("--runs", help="Timed runs per kernel per round (the fixed count of round-min). Default: 50 (200, after 100 warm-up runs, for runtimes that compile each model).")] = None,
     networks: Annotated[Optional[int], typer.Option("--networks", help="Whole networks timed to learn how kernels compose. Default: 40 (30 for runtimes that compile each model).")] = None,
     share: Annotated[Optional[float], typer.Option("--share", help="Share of the (f, s) cells beyond the sampled rows and columns to time (the rest is completed); 1 = every cell. Default: 1 for ONNX Runtime (0.5 with --pairs), 0.1 for runtimes that compile each model (OpenVINO: ~25 ms a kernel; with --pairs 0.05 and 3 rows and columns instead of 4).")] = None,
-    pairs: Annotated[bool, typer.Option("--pairs/--no-pairs", help="Also time consecutive blocks as pairs; the composition of pairs is then fitted beside that of blocks alone and the one with the lower k-fold error on the calibration networks is used. Off by default: on this project's machine it doubled the kernels and won on no profile's unseen configs.")] = False,
+    pairs: Annotated[bool, typer.Option("--pairs/--no-pairs", help="Also time consecutive blocks as pairs; the composition of pairs is then fitted beside that of blocks alone and the one with the lower k-fold error on the calibration networks is used. Off by default: on this project's machine it doubled the kernels, and within 10 minutes the pair tables were measured too sparsely for any profile to reach the kernel model's goal with them (README: 'Pairs of blocks').")] = False,
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:

@@ -212,7 +212,7 @@ class KernelTable:
         """Per config: [1, first, inner, classifier - empty, l - 1] (the module's docstring says
         what first and inner are, composed of pairs or of blocks alone)."""
         if pairs and not self.pairs:
-            raise UsageError("this calibration timed no pairs of blocks; rerun 'cpbench calibrate' (pairs are on by default)")
+            raise UsageError("this calibration timed no pairs of blocks; rerun 'cpbench calibrate --pairs'")
         f, s, k, depth = layers.f, layers.s, layers.k, layers.l
         s = s.astype(np.int64)
         if pairs:
