@@ -92,12 +92,11 @@ def main() -> None:
     print(f"  (cells as timed, not denoised: {errors(as_timed, measured)})")
     model = predictor.kernel_model
     if model.table.pairs:  # both compositions of the same calibration; the model chose one on its k-fold
-        networks = Layers.of([Config.parse(c) for c in calibration.networks], calibration.in_channels)
-        times = np.array([np.median(v["mins"]) for v in calibration.networks.values()])
+        networks = Layers.of(cal_configs, calibration.in_channels)
         print(f"  composition chosen on the calibration networks: {'pairs' if model.pairs else 'blocks'} (k-fold MAPE "
               + ", ".join(f"{name} {v:.1%}" for name, v in model.choice_kfold.items()) + ")")
         for pairs in (False, True):
-            coef = _relative_fit(model.table.terms(networks, pairs), times)
+            coef = _relative_fit(model.table.terms(networks, pairs), cal_t)
             shown = model.table.terms(Layers.of(tested, calibration.in_channels), pairs) @ coef
             print(f"  (composed of {'pairs ' if pairs else 'blocks'}: {errors(shown, measured)})")
     print(f"  eq. (1) OLS    {errors(eq1(macs(cal_configs), cal_t, macs(tested), False), measured)}")

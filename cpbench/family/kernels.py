@@ -17,8 +17,8 @@ from cpbench.family.config import Config
 OPSET = 18
 CLASSES = 10
 KINDS = ("first", "inner", "first-pair", "inner-pair", "classifier", "empty")
-CONV_KINDS = ("first", "inner", "first-pair", "inner-pair")
-PAIR_KINDS = {"first-pair": "first", "inner-pair": "inner"}  # a pair: that block, then an inner block at half the side
+PAIR_KINDS = ("first-pair", "inner-pair")  # a pair: that block, then an inner block at half the side
+CONV_KINDS = ("first", "inner") + PAIR_KINDS
 
 
 @dataclass(frozen=True, order=True)

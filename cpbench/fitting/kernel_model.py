@@ -358,10 +358,11 @@ def _kfold_mape(x: np.ndarray, times: np.ndarray, folds: int, seed: int) -> floa
     return float(np.mean(np.abs(_out_of_fold(x, times, folds, seed) / times - 1)))
 
 
-def _choose(candidates: dict[str, np.ndarray], times: np.ndarray, folds: int, seed: int) -> str:
-    """The composition with the lowest k-fold MAPE on these networks (ties: the first, blocks alone)."""
+def _choose(candidates: dict[str, np.ndarray], times: np.ndarray, folds: int, seed: int) -> tuple[str, dict[str, float]]:
+    """The composition with the lowest k-fold MAPE on these networks (ties: the first, blocks alone),
+    and every candidate's k-fold MAPE."""
     scores = {name: _kfold_mape(x, times, folds, seed) for name, x in candidates.items()}
-    return min(scores, key=lambda name: (scores[name], list(candidates).index(name)))
+    return min(scores, key=lambda name: (scores[name], list(candidates).index(name))), scores
 
 
 def fit_kernel_model(calibration: Calibration, folds: int = 5, seed: int = 0, completed: dict | None = None,
@@ -382,14 +383,14 @@ def fit_kernel_model(calibration: Calibration, folds: int = 5, seed: int = 0, co
     candidates = {"blocks": table.terms(layers, pairs=False)}
     if table.pairs:
         candidates["pairs"] = table.terms(layers, pairs=True)
-    chosen = _choose(candidates, times, folds, seed)
+    chosen, scores = _choose(candidates, times, folds, seed)
     x = candidates[chosen]
     coef = _relative_fit(x, times)
     out_of_fold = np.zeros(len(times))
     covered = np.zeros(len(times), dtype=bool)
     for test in kfold_indices(len(times), folds, seed):
         train = np.setdiff1d(np.arange(len(times)), test)
-        inner = _choose(candidates, times[train], folds, seed + 1) if len(candidates) > 1 else chosen
+        inner = _choose(candidates, times[train], folds, seed + 1)[0] if len(candidates) > 1 else chosen
         x_fold = candidates[inner]
         coef_train = _relative_fit(x_fold[train], times[train])
         out_of_fold[test] = x_fold[test] @ coef_train
@@ -402,8 +403,7 @@ def fit_kernel_model(calibration: Calibration, folds: int = 5, seed: int = 0, co
     raw = x @ np.array([table.empty_s, 1.0, 1.0, 1.0, 0.0])
     return KernelModel(table, coef, error_metrics(out_of_fold, times), error_metrics(raw, times),
                        (float(np.quantile(relative, 0.025)), float(np.quantile(relative, 0.975))), calibration,
-                       float(covered.mean()), pairs=chosen == "pairs",
-                       choice_kfold={name: _kfold_mape(c, times, folds, seed) for name, c in candidates.items()})
+                       float(covered.mean()), pairs=chosen == "pairs", choice_kfold=scores)
 
 
 @dataclass
