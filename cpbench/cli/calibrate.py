@@ -16,8 +16,9 @@ def calibrate_command(
     rounds: Annotated[Optional[int], typer.Option("--rounds", help="Rounds over every kernel and network, each in a new order and new processes. Default: 3 (2 for runtimes that compile each model).")] = None,
     runs: Annotated[Optional[int], typer.Option("--runs", help="Timed runs per kernel per round (the fixed count of round-min). Default: 50 (200, after 100 warm-up runs, for runtimes that compile each model).")] = None,
     networks: Annotated[Optional[int], typer.Option("--networks", help="Whole networks timed to learn how kernels compose. Default: 40 (30 for runtimes that compile each model).")] = None,
-    share: Annotated[Optional[float], typer.Option("--share", help="Share of the (f, s) cells beyond the sampled rows and columns to time (the rest is completed); 1 = every cell. Default: 1 for ONNX Runtime (0.5 with --pairs), 0.1 for runtimes that compile each model (OpenVINO: ~25 ms a kernel; with --pairs 0.05 and 3 rows and columns instead of 4).")] = None,
+    share: Annotated[Optional[float], typer.Option("--share", help="Share of the (f, s) cells beyond the sampled rows and columns to time (the rest is completed); 1 = every cell. Default: 1 for ONNX Runtime (0.5 with --pairs or --whole), 0.1 for runtimes that compile each model (OpenVINO: ~25 ms a kernel; with --pairs or --whole 0.05 and 3 rows and columns instead of 4).")] = None,
     pairs: Annotated[bool, typer.Option("--pairs/--no-pairs", help="Also time consecutive blocks as pairs; the composition of pairs is then fitted beside that of blocks alone and the one with the lower k-fold error on the calibration networks is used. Off by default: it doubles the kernels to time, and within 10 minutes on this project's machine it was chosen on one profile of three and met the goal on none where blocks alone missed it (README: 'Pairs of blocks').")] = False,
+    whole: Annotated[Optional[bool], typer.Option("--whole/--blocks", help="Time whole networks instead of blocks: each (k, l)'s (f, s) matrix sampled like a block's, all of them completed together as one matrix of f by (l, k, s), the model then a map of that protocol onto 'cpbench time'. For a runtime whose blocks timed alone compose badly (OpenVINO on AMX converts each block's input and output to bf16 and back) and a family small enough to sample. Default: --whole for runtimes that compile each model (OpenVINO), --blocks for ONNX Runtime.")] = None,
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
@@ -35,17 +36,18 @@ def calibrate_command(
     ws = Workspace(workspace)
     profile = load_profile(device, ws.profiles_dir)
     compiles = profile.runtime != "onnxruntime"  # OpenVINO compiles every kernel (~25 ms): a smaller design fits 10 minutes
-    # sized for 10 minutes on a 2-core VM: 12,824 kernels x 3 rounds under ONNX Runtime (15,344 with pairs), 4,184 x 2
-    # under OpenVINO (5,794 with pairs), whose kernels need many runs: after compiling, OpenVINO's first hundred or so
-    # runs are slow (here the minimum of 50 runs after 10 warm-up ones sat 25 % above that of 500 after 110, and
-    # moved by up to 30 % between compiles)
-    share = share if share is not None else ((0.05 if pairs else 0.1) if compiles else (0.5 if pairs else 1.0))
+    whole = (compiles and not pairs) if whole is None else whole
+    # sized for 10 minutes on a 2-core VM: 12,824 kernels x 3 rounds under ONNX Runtime (15,344 with pairs); under
+    # OpenVINO 4,839 whole networks x 2 (437 s; 4,184 blocks, 5,794 with pairs), whose kernels need many runs: after
+    # compiling, OpenVINO's first hundred or so runs are slow (here the minimum of 50 runs after 10 warm-up ones sat
+    # 25 % above that of 500 after 110, and moved by up to 30 % between compiles)
+    share = share if share is not None else ((0.05 if pairs or whole else 0.1) if compiles else (0.5 if pairs or whole else 1.0))
     rounds = rounds if rounds is not None else (2 if compiles else 3)
     networks = networks if networks is not None else (30 if compiles else 40)
     runs = runs if runs is not None else (200 if compiles else 50)
-    lines = 3 if compiles and pairs else 4
-    design = CalibrationDesign(rounds=rounds, runs=runs, networks=networks, share=share, pairs=pairs, full_s=lines,
-                               full_f=lines, warmup_runs=100 if compiles else 10)
+    lines = 3 if compiles and (pairs or whole) else 4
+    design = CalibrationDesign(rounds=rounds, runs=runs, networks=networks, share=share, pairs=pairs, whole=whole,
+                               full_s=lines, full_f=lines, warmup_runs=100 if compiles else 10)
     ws.ensure_writable()
     journal = journal_path(ws.models_dir, profile.name, fingerprint()["hardware_id"])
     resumed = journal.exists()

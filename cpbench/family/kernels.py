@@ -16,9 +16,19 @@ from cpbench.family.config import Config
 
 OPSET = 18
 CLASSES = 10
-KINDS = ("first", "inner", "first-pair", "inner-pair", "classifier", "empty")
 PAIR_KINDS = ("first-pair", "inner-pair")  # a pair: that block, then an inner block at half the side
 CONV_KINDS = ("first", "inner") + PAIR_KINDS
+NETWORK_PREFIX = "network-l"  # a whole network of depth l as one kernel: kinds network-l1, network-l2, ...
+KINDS = CONV_KINDS + ("classifier", "empty")  # and network-l<depth>, one kind per depth of the space
+
+
+def network_kind(depth: int) -> str:
+    return f"{NETWORK_PREFIX}{depth}"
+
+
+def network_depth(kind: str) -> int:
+    """The depth of a whole-network kind; 0 for any other kind."""
+    return int(kind[len(NETWORK_PREFIX):]) if kind.startswith(NETWORK_PREFIX) else 0
 
 
 @dataclass(frozen=True, order=True)
@@ -67,6 +77,10 @@ def first_pair(f: int, s: int, k: int, in_channels: int = 1) -> Kernel:
 
 def inner_pair(f: int, s: int, k: int) -> Kernel:
     return Kernel("inner-pair", f=f, s=s, k=k, c_in=f)
+
+
+def whole_network(f: int, s: int, k: int, depth: int, in_channels: int = 1) -> Kernel:
+    return Kernel(network_kind(depth), f=f, s=s, k=k, c_in=in_channels)
 
 
 def classifier(features: int) -> Kernel:
@@ -135,6 +149,8 @@ def kernel_graph(kernel: Kernel, seed: int = 0):
         nodes, weights, middle = _conv_block(0, kernel.c_in, kernel.f, kernel.k, "input", rng)
         more, params, output = _conv_block(1, kernel.f, kernel.f, kernel.k, middle, rng)
         return _model(nodes + more, weights + params, kernel.input_shape(), output, None)
+    if network_depth(kernel.kind):
+        return network_graph(Config(kernel.f, kernel.s, kernel.k, network_depth(kernel.kind)), kernel.c_in, seed)
     if kernel.kind == "classifier":
         nodes, weights, output = _classifier("input", kernel.features, rng)
         return _model(nodes, weights, kernel.input_shape(), output, [1, CLASSES])

@@ -19,7 +19,10 @@ Two learned stages, no feature written for one CPU:
    t = c0 + c1 * first + c2 * inner + c3 * (classifier - empty) + c4 * (l - 1), where with pairs
    first = (pair of the first two blocks, or the first block when l = 1) - empty and
    inner = sum over later blocks of (pair ending in it - the block before it alone); without,
-   first = first block - empty and inner = sum(inner block - empty).
+   first = first block - empty and inner = sum(inner block - empty). Where the calibration timed
+   whole networks instead (`cpbench calibrate --whole`), the table is of networks, one (f, s)
+   matrix per (k, l), and the composition only maps the kernel protocol onto `cpbench time`'s:
+   t = c0 + c1 * network.
 The quoted error comes from networks the composition never saw (k-fold over the calibration
 networks here; benchmarks/kernel_model.py adds 20 configs timed in a separate run).
 """
@@ -34,14 +37,15 @@ import numpy as np
 from cpbench.errors import UsageError
 from cpbench.family.closed_form import Layers
 from cpbench.family.config import Config
-from cpbench.family.kernels import CONV_KINDS
+from cpbench.family.kernels import network_depth, network_kind
 from cpbench.fitting.metrics import ErrorMetrics, error_metrics, kfold_indices
 from cpbench.timing.calibration import Calibration, round_min
 
 RANKS = (1, 2, 3, 4)
 ALS_ITERATIONS = 40
 RIDGE = 1e-6
-COMPOSITION_TERMS = ("constant", "first", "inner", "classifier", "boundaries")
+BLOCK_TERMS = ("constant", "first", "inner", "classifier", "boundaries")
+COMPOSITION_TERMS = {"blocks": BLOCK_TERMS, "pairs": BLOCK_TERMS, "networks": ("constant", "network")}
 
 
 def _als(values: np.ndarray, mask: np.ndarray, rank: int, iterations: int = ALS_ITERATIONS) -> np.ndarray:
@@ -78,7 +82,11 @@ def complete(values: np.ndarray, mask: np.ndarray, folds: int = 5, seed: int = 0
     cells = np.argwhere(mask)
     best: tuple[float, int] | None = None
     for rank in RANKS:
-        if rank > min(values.shape) or rank > mask.sum(axis=1).min() or rank > mask.sum(axis=0).min():
+        # above rank 1, every row and column must hold more measured cells than the rank: with
+        # exactly `rank` a column's factor interpolates its cells' noise (whole-network tables
+        # sampled at 3 f per column put single cells 55 % off at rank 3 on synthetic data, 23 % at rank 2)
+        need = rank if rank == 1 else rank + 1
+        if rank > min(values.shape) or mask.sum(axis=1).min() < need or mask.sum(axis=0).min() < need:
             break
         errors = []
         for test in kfold_indices(len(cells), folds, seed):
@@ -124,6 +132,35 @@ def denoises(rounds: np.ndarray, mask: np.ndarray, rank: int) -> bool:
     return float(np.mean(np.concatenate(fitted))) < float(np.mean(np.concatenate(own)))
 
 
+def _measured(cells: list[dict]) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """One (kind, k)'s cells as (s_min, round-min over f x s, measured mask, per-round mins)."""
+    f_max = max(e["f"] for e in cells)
+    s_min, s_max = min(e["s"] for e in cells), max(e["s"] for e in cells)
+    values = np.ones((f_max, s_max - s_min + 1))
+    mask = np.zeros_like(values, dtype=bool)
+    n_rounds = min(len(e["mins"]) for e in cells)
+    rounds = np.ones((n_rounds,) + values.shape)
+    for e in cells:
+        values[e["f"] - 1, e["s"] - s_min] = round_min(e)
+        mask[e["f"] - 1, e["s"] - s_min] = True
+        rounds[:, e["f"] - 1, e["s"] - s_min] = e["mins"][:n_rounds]
+    return s_min, values, mask, rounds
+
+
+def _completion_groups(measured: dict) -> list[list[tuple[str, int]]]:
+    """Which tables are completed together. Each block table alone; the whole-network tables of
+    every depth and k as one matrix of f by (l, k, s), so a row's factor (what f costs, jumps at the
+    runtime's channel counts included) is learned from every table at once. Why: a whole network
+    is sampled at 3 s per f (10 minutes of compiles), too few to learn a row's factors from one
+    table; stop 26 on `openvino` (20 configs): 7.9 % MAPE, 70 % within ±10 % with each table alone,
+    3.1 % and 100 % completed together (the rank chosen by k-fold over the measured cells either
+    way), and 2.3-5.7 % over three test runs of a calibration made after that choice."""
+    whole = [key for key in measured if network_depth(key[0])]
+    rows = {measured[key][1].shape[0] for key in whole}
+    groups = [[key] for key in measured if key not in whole or len(rows) > 1]
+    return groups + ([whole] if whole and len(rows) == 1 else [])
+
+
 @dataclass
 class ConvTable:
     """Completed times of one conv kind and k over f (rows, from 1) and s (columns, from s_min)."""
@@ -160,30 +197,33 @@ class KernelTable:
         denoise=False keeps every measured cell as timed (the reference `denoises` is judged against;
         a cache, made with denoising, is then not used)."""
         entries = list(calibration.kernels.values())
-        convs = {}
-        for kind in CONV_KINDS:
+        measured = {}  # (kind, k) -> (s_min, values, mask, rounds)
+        for kind in sorted({e["kind"] for e in entries} - {"classifier", "empty"}):
             for k in sorted({e["k"] for e in entries if e["kind"] == kind}):
-                cells = [e for e in entries if e["kind"] == kind and e["k"] == k]
-                f_max = max(e["f"] for e in cells)
-                s_min, s_max = min(e["s"] for e in cells), max(e["s"] for e in cells)
-                values = np.ones((f_max, s_max - s_min + 1))
-                mask = np.zeros_like(values, dtype=bool)
-                n_rounds = min(len(e["mins"]) for e in cells)
-                rounds = np.ones((n_rounds,) + values.shape)
-                for e in cells:
-                    values[e["f"] - 1, e["s"] - s_min] = round_min(e)
-                    mask[e["f"] - 1, e["s"] - s_min] = True
-                    rounds[:, e["f"] - 1, e["s"] - s_min] = e["mins"][:n_rounds]
-                cached = (completed or {}).get((kind, k)) if denoise else None
-                if cached is not None and np.shape(cached[0]) == values.shape:
-                    convs[(kind, k)] = ConvTable(kind, k, s_min, np.asarray(cached[0], float), mask, int(cached[1]),
-                                                 float(cached[2]), bool(cached[3]))
-                    continue
-                filled, rank, cv = complete(values, mask)
-                denoised = denoise and denoises(rounds, mask, rank)
-                filled = np.maximum(filled, values[mask].min() * 0.5)
-                convs[(kind, k)] = ConvTable(kind, k, s_min, filled if denoised else np.where(mask, values, filled),
-                                             mask, rank, cv, denoised)
+                measured[(kind, k)] = _measured([e for e in entries if e["kind"] == kind and e["k"] == k])
+        convs = {}
+        for group in _completion_groups(measured):
+            cached = [(completed or {}).get(key) if denoise else None for key in group]
+            if all(c is not None and np.shape(c[0]) == measured[key][1].shape for c, key in zip(cached, group)):
+                for (kind, k), c in zip(group, cached):
+                    convs[(kind, k)] = ConvTable(kind, k, measured[(kind, k)][0], np.asarray(c[0], float),
+                                                 measured[(kind, k)][2], int(c[1]), float(c[2]), bool(c[3]))
+                continue
+            # a group's tables side by side: one matrix of f by every column of every table in it
+            values = np.hstack([measured[key][1] for key in group])
+            mask = np.hstack([measured[key][2] for key in group])
+            n_rounds = min(len(measured[key][3]) for key in group)
+            rounds = np.concatenate([measured[key][3][:n_rounds] for key in group], axis=2)
+            filled, rank, cv = complete(values, mask)
+            denoised = denoise and denoises(rounds, mask, rank)
+            filled = np.maximum(filled, values[mask].min() * 0.5)
+            times = filled if denoised else np.where(mask, values, filled)
+            at = 0
+            for kind, k in group:
+                s_min, own, own_mask, _ = measured[(kind, k)]
+                width = own.shape[1]
+                convs[(kind, k)] = ConvTable(kind, k, s_min, times[:, at:at + width], own_mask, rank, cv, denoised)
+                at += width
         fc = sorted((e["features"], round_min(e)) for e in entries if e["kind"] == "classifier")
         empty = [round_min(e) for e in entries if e["kind"] == "empty"]
         if not fc or not empty:
@@ -208,13 +248,29 @@ class KernelTable:
         """Whether consecutive blocks were timed as pairs (calibrations before pairs existed were not)."""
         return any(kind == "first-pair" for kind, _ in self.convs)
 
-    def terms(self, layers: Layers, pairs: bool = False) -> np.ndarray:
-        """Per config: [1, first, inner, classifier - empty, l - 1] (the module's docstring says
-        what first and inner are, composed of pairs or of blocks alone)."""
-        if pairs and not self.pairs:
-            raise UsageError("this calibration timed no pairs of blocks; rerun 'cpbench calibrate --pairs'")
+    @property
+    def compositions(self) -> tuple[str, ...]:
+        """The compositions this calibration's tables support, in the order that breaks k-fold ties."""
+        have = {kind for kind, _ in self.convs}
+        return tuple(name for name, needs in (("blocks", "first"), ("pairs", "first-pair"), ("networks", network_kind(1)))
+                     if needs in have)
+
+    def terms(self, layers: Layers, composition: str = "blocks") -> np.ndarray:
+        """Per config, the composition's terms (COMPOSITION_TERMS; the module's docstring says what
+        first and inner are, composed of pairs or of blocks alone)."""
+        if composition not in self.compositions:
+            fix = {"pairs": "--pairs", "networks": "--whole"}.get(composition, "without --whole")
+            raise UsageError(f"this calibration timed no kernels for the composition of {composition}; "
+                             f"rerun 'cpbench calibrate {fix}'")
         f, s, k, depth = layers.f, layers.s, layers.k, layers.l
         s = s.astype(np.int64)
+        if composition == "networks":
+            whole = np.zeros(len(f))
+            for d in np.unique(depth.astype(int)):
+                at = depth == d
+                whole[at] = self.conv(network_kind(int(d)), k[at], f[at], s[at].astype(float))
+            return np.column_stack([np.ones(len(f)), whole])
+        pairs = composition == "pairs"
         if pairs:
             first = np.zeros(len(f))
             alone = depth == 1
@@ -261,11 +317,15 @@ class KernelModel:
     calibration: Calibration
     interval_coverage: float = float("nan")  # share of held-out networks inside an interval from the other folds
     notes: list[str] = field(default_factory=list)
-    pairs: bool = False  # the composition chosen on this machine: of pairs of blocks, or of blocks alone
+    composition: str = "blocks"  # chosen on this machine: blocks alone, pairs of blocks, or whole networks
     choice_kfold: dict = field(default_factory=dict)  # each candidate composition's k-fold MAPE, which chose it
 
+    @property
+    def pairs(self) -> bool:
+        return self.composition == "pairs"
+
     def predict(self, layers: Layers) -> np.ndarray:
-        return self.table.terms(layers, self.pairs) @ self.coef
+        return self.table.terms(layers, self.composition) @ self.coef
 
     def predict_configs(self, configs: list[Config]) -> np.ndarray:
         return self.predict(Layers.of(configs, self.calibration.in_channels))
@@ -279,16 +339,16 @@ class KernelModel:
             "tables": {f"{kind}-k{k}": {"rank": t.rank, "cv_mape": t.cv_mape, "measured": int(t.measured.sum()),
                                          "cells": int(t.measured.size), "denoised": t.denoised}
                        for (kind, k), t in self.table.convs.items()},
-            "composition": "pairs" if self.pairs else "blocks",
+            "composition": self.composition,
             "composition_kfold_mape": dict(self.choice_kfold),
-            "coefficients": dict(zip(COMPOSITION_TERMS, map(float, self.coef))),
+            "coefficients": dict(zip(COMPOSITION_TERMS[self.composition], map(float, self.coef))),
             "kfold": self.kfold.as_dict(), "raw_sum": self.raw_sum.as_dict(), "interval": list(self.interval),
             "interval_coverage": self.interval_coverage,
         }
 
 
 TABLE_CACHE_FORMAT = 1
-TABLE_CACHE_VERSION = 3  # bump when the completion changes: every cache made before is then ignored (2: `denoises`; 3: folds keep short rows)
+TABLE_CACHE_VERSION = 4  # bump when the completion changes: every cache made before is then ignored (2: `denoises`; 3: folds keep short rows; 4: rank < cells per row and column, whole-network tables completed together)
 
 
 def table_cache_path(calibration_file: Path) -> Path:
@@ -359,7 +419,7 @@ def _kfold_mape(x: np.ndarray, times: np.ndarray, folds: int, seed: int) -> floa
 
 
 def _choose(candidates: dict[str, np.ndarray], times: np.ndarray, folds: int, seed: int) -> tuple[str, dict[str, float]]:
-    """The composition with the lowest k-fold MAPE on these networks (ties: the first, blocks alone),
+    """The composition with the lowest k-fold MAPE on these networks (ties: the first listed),
     and every candidate's k-fold MAPE."""
     scores = {name: _kfold_mape(x, times, folds, seed) for name, x in candidates.items()}
     return min(scores, key=lambda name: (scores[name], list(candidates).index(name))), scores
@@ -367,22 +427,23 @@ def _choose(candidates: dict[str, np.ndarray], times: np.ndarray, folds: int, se
 
 def fit_kernel_model(calibration: Calibration, folds: int = 5, seed: int = 0, completed: dict | None = None,
                      denoise: bool = True) -> KernelModel:
-    """The composition, of blocks alone or (where the calibration timed them) of pairs, is chosen per
-    machine by k-fold on its calibration networks, and the error quoted for it is nested: each
-    outer fold's networks are predicted by the composition its other folds chose, so the choice
-    never sees the networks it is judged on. Measured on this project's VM (stop 25, 20 unseen
-    configs): pairs were chosen on `cpu-1thread` and scored 3.8 % MAPE against the blocks' 3.6 %;
-    blocks were chosen on `cpu`, where pairs scored 16.6 % against 7.4 %: hence pairs are opt-in."""
+    """The composition, of blocks alone or (where the calibration timed them) of pairs, or of whole
+    networks, is chosen per machine by k-fold on its calibration networks, and the error quoted for
+    it is nested: each outer fold's networks are predicted by the composition its other folds
+    chose, so the choice never sees the networks it is judged on. Measured on this project's VM
+    (stop 25, 20 unseen configs): pairs were chosen on `cpu-1thread` and scored 3.8 % MAPE against
+    the blocks' 3.6 %; blocks were chosen on `cpu`, where pairs scored 16.6 % against 7.4 %: hence
+    pairs are opt-in. (A `--whole` calibration times no blocks: whole networks are its only candidate.)"""
     table = KernelTable.from_calibration(calibration, completed, denoise)
     configs = [Config(*map(int, key.split(","))) for key in calibration.networks]
-    if len(configs) < len(COMPOSITION_TERMS) + 2:
+    if len(configs) < len(BLOCK_TERMS) + 2:
         raise UsageError(f"the calibration timed {len(configs)} networks; the composition needs at least "
-                         f"{len(COMPOSITION_TERMS) + 2}: rerun 'cpbench calibrate' with more --networks")
+                         f"{len(BLOCK_TERMS) + 2}: rerun 'cpbench calibrate' with more --networks")
     times = np.array([round_min(v) for v in calibration.networks.values()])
     layers = Layers.of(configs, calibration.in_channels)
-    candidates = {"blocks": table.terms(layers, pairs=False)}
-    if table.pairs:
-        candidates["pairs"] = table.terms(layers, pairs=True)
+    if not table.compositions:
+        raise UsageError("the calibration timed no conv kernels; rerun 'cpbench calibrate'")
+    candidates = {name: table.terms(layers, name) for name in table.compositions}
     chosen, scores = _choose(candidates, times, folds, seed)
     x = candidates[chosen]
     coef = _relative_fit(x, times)
@@ -400,10 +461,10 @@ def fit_kernel_model(calibration: Calibration, folds: int = 5, seed: int = 0, co
         rel_test = (out_of_fold[test] - times[test]) / times[test]
         covered[test] = (rel_test >= low) & (rel_test <= high)
     relative = (out_of_fold - times) / times  # (predicted - measured) / measured, as everywhere in cpbench
-    raw = x @ np.array([table.empty_s, 1.0, 1.0, 1.0, 0.0])
+    raw = x @ (np.array([0.0, 1.0]) if chosen == "networks" else np.array([table.empty_s, 1.0, 1.0, 1.0, 0.0]))
     return KernelModel(table, coef, error_metrics(out_of_fold, times), error_metrics(raw, times),
                        (float(np.quantile(relative, 0.025)), float(np.quantile(relative, 0.975))), calibration,
-                       float(covered.mean()), pairs=chosen == "pairs", choice_kfold=scores)
+                       float(covered.mean()), composition=chosen, choice_kfold=scores)
 
 
 @dataclass

@@ -4,7 +4,8 @@ rounds, with a fixed number of runs per round. cpbench.fitting.kernel_model turn
 into a latency predictor for this machine; nothing here knows any CPU's kernels.
 
 Which kernels: for each conv kind (first block, inner block, and the pairs of consecutive blocks a
-network runs: first then inner, inner then inner) and kernel size k, the (f, s) matrix
+network runs: first then inner, inner then inner; or, with `whole`, the whole network of each
+depth) and kernel size k, the (f, s) matrix
 of the space is sampled, not swept: every f at a few s, every s at a few f, and a random share of
 the other cells (the predictor completes the matrix from its low-rank structure), plus the
 classifier at log-spaced input sizes and the empty call.
@@ -27,7 +28,7 @@ import numpy as np
 from cpbench.errors import UsageError, first_line
 from cpbench.family.config import Config, Space, random_from_space
 from cpbench.family.kernels import (EMPTY, Kernel, classifier, first, first_pair, inner, inner_pair, kernel_graph,
-                                    network_graph)
+                                    network_depth, network_graph, network_kind, whole_network)
 from cpbench.timing.profiles import Profile
 from cpbench.timing.protocol import MeasureSettings
 from cpbench.timing.runtimes import DeviceUnavailable
@@ -45,6 +46,7 @@ class CalibrationDesign:
     full_f: int = 4  # every s at this many f values (random, plus the largest)
     share: float = 1.0  # and this share of the remaining cells, at random (1: every cell; the rest is completed)
     pairs: bool = False  # time consecutive blocks as pairs too (a composition of pairs is then fitted beside that of blocks)
+    whole: bool = False  # time whole networks over each (k, l)'s (f, s) matrix instead of blocks (see conv_kinds)
     classifier_points: int = 24
     networks: int = 40  # timed as `cpbench time` times a model (the profile's measure settings), one per round
     rounds: int = 3
@@ -57,6 +59,9 @@ class CalibrationDesign:
         if not (1 <= self.rounds <= 20 and 5 <= self.runs <= 10_000 and 0 <= self.share <= 1 and self.networks >= 0
                 and self.full_s >= 1 and self.full_f >= 1 and self.chunk >= 1):
             raise UsageError(f"invalid calibration design {asdict(self)}; see 'cpbench calibrate --help'")
+        if self.pairs and self.whole:
+            raise UsageError("--pairs and --whole are two ways to time the family (pairs of blocks, or whole networks "
+                             "instead of blocks); pick one")
 
 
 def _spread(values: list[int], n: int) -> list[int]:
@@ -69,17 +74,28 @@ def _spread(values: list[int], n: int) -> list[int]:
 def conv_axes(space: Space, kind: str) -> tuple[list[int], list[int]]:
     """The f and s values a conv kind takes in the integer space up to the baseline: a first block
     sees s in [2, s0] (s >= 2**l), an inner block s // 2 or s // 4 ... >= 2; a pair starts where its
-    first block does and needs s >= 4 (its second block runs at s // 2 >= 2)."""
+    first block does and needs s >= 4 (its second block runs at s // 2 >= 2); a whole network of
+    depth l takes s in [2**l, s0]."""
     b = space.baseline
     fs = list(range(1, b.f + 1))
+    if network_depth(kind):
+        return fs, list(range(2 ** network_depth(kind), b.s + 1))
     low = 4 if kind.endswith("-pair") else 2
     high = b.s if kind.startswith("first") else b.s // 2
     return fs, list(range(low, high + 1))
 
 
 def conv_kinds(space: Space, design: "CalibrationDesign") -> tuple[str, ...]:
-    """The conv kinds a space's networks run: inner blocks from l = 2, pairs of them from l = 3."""
+    """The conv kinds a space's networks run: inner blocks from l = 2, pairs of them from l = 3; with
+    `whole`, instead, the whole network at each depth up to the baseline's. Why whole networks: under
+    OpenVINO on AMX a block timed alone converts its input and output to bf16 and back, which a
+    network does once, and the composition of pairs needs four tables that 10 minutes of compiles
+    (~25 ms each) sample too sparsely; a whole network is one compile (~37 ms a network-round with
+    its 300 runs), and its border conversions are the network's own: on this project's VM the map
+    from the completed table to `cpbench time`'s round-min came out as 1.01-1.02 x table - 0.2 us (stop 26)."""
     depth = space.baseline.l
+    if design.whole:
+        return tuple(network_kind(d) for d in range(1, depth + 1))
     kinds = ["first"] + (["inner"] if depth > 1 else [])
     if design.pairs:
         kinds += (["first-pair"] if depth > 1 else []) + (["inner-pair"] if depth > 2 else [])
@@ -97,6 +113,8 @@ def plan_kernels(space: Space, design: CalibrationDesign, in_channels: int = 1) 
     kernels: list[Kernel] = [EMPTY]
     makers = {"first": lambda f, s, k: first(f, s, k, in_channels), "inner": inner,
               "first-pair": lambda f, s, k: first_pair(f, s, k, in_channels), "inner-pair": inner_pair}
+    for depth in range(1, space.baseline.l + 1):
+        makers[network_kind(depth)] = lambda f, s, k, depth=depth: whole_network(f, s, k, depth, in_channels)
     if space.baseline.l >= 1:
         for kind in conv_kinds(space, design):
             fs, ss = conv_axes(space, kind)
