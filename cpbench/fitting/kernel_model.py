@@ -154,7 +154,7 @@ def _completion_groups(measured: dict) -> list[list[tuple[str, int]]]:
     is sampled at 3 s per f (10 minutes of compiles), too few to learn a row's factors from one
     table; stop 26 on `openvino` (20 configs): 7.9 % MAPE, 70 % within ±10 % with each table alone,
     3.1 % and 100 % completed together (the rank chosen by k-fold over the measured cells either
-    way), and 2.3-5.7 % over three test runs of a calibration made after that choice."""
+    way); two calibrations made after that choice: 2.3-7.2 % over four test runs each."""
     whole = [key for key in measured if network_depth(key[0])]
     rows = {measured[key][1].shape[0] for key in whole}
     groups = [[key] for key in measured if key not in whole or len(rows) > 1]
