@@ -101,6 +101,23 @@ def test_whole_networks_are_planned_over_every_f_and_s_of_each_depth_instead_of_
         CalibrationDesign(whole=True, pairs=True)
 
 
+def test_calibrate_times_whole_networks_under_openvino_and_blocks_under_onnxruntime_by_default():
+    """The designs `cpbench calibrate` runs when given no options, each sized for 10 minutes here,
+    and what --pairs, --whole and --blocks change."""
+    from cpbench.timing.calibration import default_design
+
+    ort, ov = default_design("onnxruntime"), default_design("openvino")
+    assert (ort.whole, ort.pairs, ort.share, ort.full_s, ort.rounds, ort.runs, ort.networks) == (False, False, 1.0, 4, 3, 50, 40)
+    assert (ov.whole, ov.pairs, ov.share, ov.full_s, ov.rounds, ov.runs, ov.warmup_runs) == (True, False, 0.05, 3, 2, 200, 100)
+    assert len(plan_kernels(FASHION_MNIST, ov)) < 5000  # two rounds of ~37 ms compiles and runs each: under 10 minutes
+    blocks = default_design("openvino", whole=False)
+    assert not blocks.whole and (blocks.share, blocks.full_s) == (0.1, 4)
+    paired = default_design("openvino", pairs=True)  # --pairs under OpenVINO means pairs of blocks, not whole networks
+    assert paired.pairs and not paired.whole and (paired.share, paired.full_s) == (0.05, 3)
+    whole_ort = default_design("onnxruntime", whole=True, share=0.25)
+    assert whole_ort.whole and whole_ort.share == 0.25
+
+
 def test_the_calibration_networks_span_the_sizes_recommend_predicts():
     """The composition is learned on these networks and used from the smallest config up to the
     baseline (every speed-up divides by the baseline's time): every quarter of the log-MACs range

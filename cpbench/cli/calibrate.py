@@ -27,7 +27,7 @@ def calibrate_command(
     from cpbench.family.config import SPACES
     from cpbench.errors import check_choice
     from cpbench.fitting.kernel_model import refresh_table_cache
-    from cpbench.timing.calibration import CalibrationDesign, calibrate, journal_path, save_calibration
+    from cpbench.timing.calibration import calibrate, default_design, journal_path, save_calibration
     from cpbench.timing.environment import fingerprint
     from cpbench.timing.profiles import load_profile
     from cpbench.workspace.store import Workspace
@@ -35,19 +35,8 @@ def calibrate_command(
     check_choice(dataset, SPACES, "dataset")
     ws = Workspace(workspace)
     profile = load_profile(device, ws.profiles_dir)
-    compiles = profile.runtime != "onnxruntime"  # OpenVINO compiles every kernel (~25 ms): a smaller design fits 10 minutes
-    whole = (compiles and not pairs) if whole is None else whole
-    # sized for 10 minutes on a 2-core VM: 12,824 kernels x 3 rounds under ONNX Runtime (15,344 with pairs); under
-    # OpenVINO 4,839 whole networks x 2 (437 s; 4,184 blocks, 5,794 with pairs), whose kernels need many runs: after
-    # compiling, OpenVINO's first hundred or so runs are slow (here the minimum of 50 runs after 10 warm-up ones sat
-    # 25 % above that of 500 after 110, and moved by up to 30 % between compiles)
-    share = share if share is not None else ((0.05 if pairs or whole else 0.1) if compiles else (0.5 if pairs or whole else 1.0))
-    rounds = rounds if rounds is not None else (2 if compiles else 3)
-    networks = networks if networks is not None else (30 if compiles else 40)
-    runs = runs if runs is not None else (200 if compiles else 50)
-    lines = 3 if compiles and (pairs or whole) else 4
-    design = CalibrationDesign(rounds=rounds, runs=runs, networks=networks, share=share, pairs=pairs, whole=whole,
-                               full_s=lines, full_f=lines, warmup_runs=100 if compiles else 10)
+    design = default_design(profile.runtime, rounds=rounds, runs=runs, networks=networks, share=share, pairs=pairs,
+                            whole=whole)
     ws.ensure_writable()
     journal = journal_path(ws.models_dir, profile.name, fingerprint()["hardware_id"])
     resumed = journal.exists()

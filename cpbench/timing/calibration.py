@@ -64,6 +64,27 @@ class CalibrationDesign:
                              "instead of blocks); pick one")
 
 
+def default_design(runtime: str, *, rounds: int | None = None, runs: int | None = None, networks: int | None = None,
+                   share: float | None = None, pairs: bool = False, whole: bool | None = None) -> CalibrationDesign:
+    """`cpbench calibrate`'s design for a runtime, each None taking the runtime's default. Sized for
+    10 minutes on a 2-core VM: under ONNX Runtime 12,824 blocks x 3 rounds (15,344 with pairs);
+    under OpenVINO, which compiles every kernel (~25 ms), 4,839 whole networks x 2 rounds (437-452 s;
+    4,184 blocks, 5,794 with pairs), whose kernels need many runs: after a compile OpenVINO's first
+    hundred or so runs are slow (here the minimum of 50 runs after 10 warm-up ones sat 25 % above
+    that of 500 after 110, and moved by up to 30 % between compiles). Whole networks are the
+    OpenVINO default (README, "Whole networks"); under ONNX Runtime they scored worse than blocks."""
+    compiles = runtime != "onnxruntime"
+    whole = (compiles and not pairs) if whole is None else whole
+    sampled = pairs or whole
+    return CalibrationDesign(
+        rounds=rounds if rounds is not None else (2 if compiles else 3),
+        runs=runs if runs is not None else (200 if compiles else 50),
+        networks=networks if networks is not None else (30 if compiles else 40),
+        share=share if share is not None else ((0.05 if sampled else 0.1) if compiles else (0.5 if sampled else 1.0)),
+        pairs=pairs, whole=whole, full_s=3 if compiles and sampled else 4, full_f=3 if compiles and sampled else 4,
+        warmup_runs=100 if compiles else 10)
+
+
 def _spread(values: list[int], n: int) -> list[int]:
     """n values spread evenly over a sorted list, ends included."""
     if n >= len(values):
