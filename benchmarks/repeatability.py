@@ -45,6 +45,22 @@ def main() -> None:
     relative = np.abs(ratio / drift - 1)
     print(f"  the second run is {drift - 1:+.2%} on the median model (B/A from {ratio.min():.3f} to {ratio.max():.3f}); "
           f"with that common drift divided out: median {np.median(relative):.2%}, max {relative.max():.2%}")
+    # also a diagnostic: other ways to pool the same per-round minima, measured side by side on the same two runs
+    rounds_a = {m["model"]: [r["fixed_min_s"] for r in m["rounds"]] for m in first["models"] if m["status"] == "ok"}
+    rounds_b = {m["model"]: [r["fixed_min_s"] for r in m["rounds"]] for m in second["models"] if m["status"] == "ok"}
+    for label, pool in POOLS.items():
+        change = np.array([pool(rounds_b[n]) / pool(rounds_a[n]) for n in names])
+        print(f"  pooled as {label:34s}: median {np.median(np.abs(change - 1)):.2%}, max {np.abs(change - 1).max():.2%}; "
+              f"drift divided out: median {np.median(np.abs(change / np.median(change) - 1)):.2%}, "
+              f"max {np.abs(change / np.median(change) - 1).max():.2%}")
+
+
+POOLS = {  # per-round minima -> one figure; the first is round-min, what the fits use
+    "median of the rounds (round-min)": lambda v: float(np.median(v)),
+    "mean of the rounds": lambda v: float(np.mean(v)),
+    "mean of the rounds but the extremes": lambda v: float(np.mean(sorted(v)[1:-1])) if len(v) > 2 else float(np.mean(v)),
+    "fastest round": lambda v: float(np.min(v)),
+}
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ class OrtOptions:
     enable_mem_pattern: bool | None = None
     enable_cpu_mem_arena: bool | None = None
     enable_mem_reuse: bool | None = None
+    pin_threads: bool = False  # each intra-op thread on its own CPU, the calling thread on the first (see runtimes.onnxruntime.pin_threads)
     config: dict[str, str] = field(default_factory=dict)  # add_session_config_entry, e.g. session.intra_op.allow_spinning
     provider: dict[str, object] = field(default_factory=dict)  # provider options, e.g. device_id for CUDA
 
@@ -53,13 +54,15 @@ class OrtOptions:
                 values[key] = _check(key, value, kind, choices)
                 if key == "inter_op_num_threads" and not 0 <= value <= 1024:
                     raise OptionError(f"'options.{key}' must be in 0..1024, got {value}")
+            elif key == "pin_threads":
+                values[key] = _check(key, value, bool)
             elif key in ("config", "provider"):
                 _check(key, value, dict)
                 for sub, item in value.items():
                     _check(f"{key}.{sub}", item, (str, int, float, bool))
                 values[key] = {str(k): (str(v) if key == "config" else v) for k, v in value.items()}
             else:
-                known = ", ".join([*cls.SESSION, "config", "provider"])
+                known = ", ".join([*cls.SESSION, "pin_threads", "config", "provider"])
                 raise OptionError(f"unknown ONNX Runtime option 'options.{key}'; known: {known}")
         return cls(**values)
 

@@ -60,6 +60,7 @@ class OnnxRuntime:
             setattr(options, key, value)
         for key, value in chosen.config.items():
             options.add_session_config_entry(key, value)
+        pinned = pin_threads(options, profile.threads) if chosen.pin_threads and provider == "CPUExecutionProvider" else None
         provider_options = dict(chosen.provider)
         started = time.perf_counter()
         session = ort.InferenceSession(str(path), options, providers=[(provider, provider_options)])
@@ -70,7 +71,47 @@ class OnnxRuntime:
             raise DeviceUnavailable(
                 f"asked for {provider} but ONNX Runtime runs on {', '.join(in_use) or 'nothing'}: {hint}; no timings were taken"
             )
-        return OrtModel(session, provider, provider_options, inputs, load_s)
+        model = OrtModel(session, provider, provider_options, inputs, load_s)
+        model.pinned = pinned
+        return model
+
+
+def pin_threads(options, threads: int) -> list[int]:
+    """Pin this process's calling thread to its first allowed CPU and each other intra-op thread to
+    a CPU of its own (ONNX Runtime never pins the calling thread); returns the CPUs used, calling
+    thread first. Why an option: on one 2-vCPU VM a 2-thread session of a tiny network ran in a fast
+    or a slow state per process unpinned (4 of 16 processes at 11.3 µs instead of 6.5 for 17,2,2,1)
+    and 16 of 16 fast pinned (stop 26); on another, pinned and unpinned rounds strayed as often
+    (stop 27), so no shipped profile sets it. threads = 0 means one per physical core, as ONNX Runtime's default."""
+    import psutil
+
+    from cpbench.errors import UsageError
+
+    if not hasattr(os, "sched_setaffinity"):
+        raise UsageError("options.pin_threads needs Linux's sched_setaffinity; remove it from the profile on this system")
+    allowed = _process_cpus()
+    count = threads or psutil.cpu_count(logical=False) or len(allowed)
+    if count > len(allowed):
+        raise UsageError(f"options.pin_threads: {count} intra-op threads but this process may run on {len(allowed)} CPUs "
+                         f"({allowed}); lower 'threads' or remove pin_threads")
+    used = allowed[:count]
+    os.sched_setaffinity(0, {used[0]})  # the calling thread runs the session's own share of the work
+    options.intra_op_num_threads = count
+    if count > 1:  # ONNX Runtime numbers logical processors from 1; one entry per thread it creates
+        options.add_session_config_entry("session.intra_op_thread_affinities", ";".join(str(cpu + 1) for cpu in used[1:]))
+    return used
+
+
+_PROCESS_CPUS: list[int] = []
+
+
+def _process_cpus() -> list[int]:
+    """The CPUs this process was allowed before its first pin: after it, the calling thread's own
+    set is one CPU, and a second session loaded in the same worker (a calibration loads thousands)
+    must pin the same way as the first."""
+    if not _PROCESS_CPUS:
+        _PROCESS_CPUS.extend(sorted(os.sched_getaffinity(0)))
+    return _PROCESS_CPUS
 
 
 class OrtModel:
@@ -78,6 +119,7 @@ class OrtModel:
         import onnxruntime as ort
 
         self.session = session
+        self.pinned: list[int] | None = None  # CPUs the threads were pinned to (calling thread first), or None
         self.provider = provider
         self.load_s = load_s
         self.outputs = [o.name for o in session.get_outputs()]
@@ -130,6 +172,7 @@ class OrtModel:
             "providers_in_use": self.session.get_providers(),
             "intra_op_num_threads": options.intra_op_num_threads,
             "inter_op_num_threads": options.inter_op_num_threads,
+            "pinned_cpus": self.pinned,
             "io_binding": ("none (string tensors)" if not self.bound else "inputs and preallocated outputs"
                            if self.provider == "CPUExecutionProvider" else "inputs and device outputs"),
         }
