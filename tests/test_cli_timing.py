@@ -42,10 +42,26 @@ def test_time_json_schema_and_stored_run(cli, workspace):
         assert stats["median_ci_low_s"] <= stats["median_s"] <= stats["median_ci_high_s"]
         assert model["load_s"] > 0 and model["first_s"] > 0 and model["gmacs_per_s"] > 0
         assert model["runtime"]["providers_in_use"][0] == "CPUExecutionProvider"
-        assert model["runtime"]["intra_op_num_threads"] == 1
+        assert model["runtime"]["intra_op_num_threads"] == 1 and model["runtime"]["pinned_cpus"] is None
     listed = json.loads(cli("runs", "-w", str(workspace), "--json").stdout)
     assert any(r["id"] == run["run_id"] and r["ok"] == 2 for r in listed)
 
+
+
+def test_a_profile_with_pin_threads_times_with_each_thread_on_a_cpu_of_its_own(cli, workspace, tmp_path):
+    """`options.pin_threads = true` reaches the timing worker: the run records the CPUs its threads
+    were pinned to, one per intra-op thread, and ONNX Runtime ran with that many threads."""
+    import os
+
+    allowed = sorted(os.sched_getaffinity(0))
+    threads = min(2, len(allowed))
+    profile = tmp_path / "pinned.toml"
+    profile.write_text(f'runtime = "onnxruntime"\nprovider = "CPUExecutionProvider"\nthreads = {threads}\n'
+                       '[options]\npin_threads = true\n[options.config]\n"session.intra_op.allow_spinning" = "0"\n')
+    done = cli("time", "--device", str(profile), "--models", "*f4-s8*", "-w", str(workspace), "--json", *QUICK)
+    assert done.returncode == 0, done.stderr
+    runtime = json.loads(done.stdout)["models"][0]["runtime"]
+    assert runtime["pinned_cpus"] == allowed[:threads] and runtime["intra_op_num_threads"] == threads
 
 def test_a_model_the_runtime_cannot_run_is_recorded_and_the_sweep_goes_on(cli, workspace, tmp_path):
     import onnx

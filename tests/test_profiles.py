@@ -67,8 +67,8 @@ def test_missing_profile_lists_the_known_ones(tmp_path):
         load_profile("tpu", tmp_path)
 
 
-def test_pinned_threads_each_get_a_cpu_of_their_own_and_the_calling_thread_the_first(tmp_path):
-    """`pin_threads` (the `cpu` profile): in a fresh process, as a timing worker is, the calling
+def test_pinned_threads_each_get_a_cpu_of_their_own_and_the_calling_thread_the_first():
+    """`options.pin_threads` of an ONNX Runtime profile: in a fresh process, as a timing worker is, the calling
     thread is pinned to the first allowed CPU and ONNX Runtime is told one CPU per other thread, in
     its 1-based numbering; a second session in the same worker (a calibration loads thousands) pins
     the same way; asking for more threads than CPUs is one error naming both."""
