@@ -53,6 +53,12 @@ def main() -> None:
         print(f"  pooled as {label:34s}: median {np.median(np.abs(change - 1)):.2%}, max {np.abs(change - 1).max():.2%}; "
               f"drift divided out: median {np.median(np.abs(change / np.median(change) - 1)):.2%}, "
               f"max {np.abs(change / np.median(change) - 1).max():.2%}")
+    # and fewer rounds of the same runs: what a profile with fewer rounds would have repeated, side by side
+    fewest = min(min(len(v) for v in rounds_a.values()), min(len(v) for v in rounds_b.values()))
+    for count in range(3, fewest, 2):
+        change = np.array([np.median(rounds_b[n][:count]) / np.median(rounds_a[n][:count]) for n in names])
+        print(f"  round-min of the first {count} rounds only       : median {np.median(np.abs(change - 1)):.2%}, "
+              f"max {np.abs(change - 1).max():.2%}")
 
 
 POOLS = {  # per-round minima -> one figure; the first is round-min, what the fits use
