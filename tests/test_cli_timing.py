@@ -47,7 +47,6 @@ def test_time_json_schema_and_stored_run(cli, workspace):
     assert any(r["id"] == run["run_id"] and r["ok"] == 2 for r in listed)
 
 
-
 def test_a_profile_with_pin_threads_times_with_each_thread_on_a_cpu_of_its_own(cli, workspace, tmp_path):
     """`options.pin_threads = true` reaches the timing worker: the run records the CPUs its threads
     were pinned to, one per intra-op thread, and ONNX Runtime ran with that many threads."""
@@ -62,6 +61,14 @@ def test_a_profile_with_pin_threads_times_with_each_thread_on_a_cpu_of_its_own(c
     assert done.returncode == 0, done.stderr
     runtime = json.loads(done.stdout)["models"][0]["runtime"]
     assert runtime["pinned_cpus"] == allowed[:threads] and runtime["intra_op_num_threads"] == threads
+    # more threads than this machine lets the process use: the profile cannot run here, one line, exit 2, no run kept
+    profile.write_text(f'runtime = "onnxruntime"\nprovider = "CPUExecutionProvider"\nthreads = {len(allowed) + 1}\n'
+                       '[options]\npin_threads = true\n')
+    before = json.loads(cli("runs", "-w", str(workspace), "--json").stdout)
+    done = cli("time", "--device", str(profile), "--models", "*f4-s8*", "-w", str(workspace), *QUICK)
+    assert_one_line_error(done, f"{len(allowed) + 1} intra-op threads", f"may run on {len(allowed)} CPUs", "lower 'threads'")
+    assert json.loads(cli("runs", "-w", str(workspace), "--json").stdout) == before
+
 
 def test_a_model_the_runtime_cannot_run_is_recorded_and_the_sweep_goes_on(cli, workspace, tmp_path):
     import onnx

@@ -71,9 +71,7 @@ class OnnxRuntime:
             raise DeviceUnavailable(
                 f"asked for {provider} but ONNX Runtime runs on {', '.join(in_use) or 'nothing'}: {hint}; no timings were taken"
             )
-        model = OrtModel(session, provider, provider_options, inputs, load_s)
-        model.pinned = pinned
-        return model
+        return OrtModel(session, provider, provider_options, inputs, load_s, pinned)
 
 
 def pin_threads(options, threads: int) -> list[int]:
@@ -85,15 +83,14 @@ def pin_threads(options, threads: int) -> list[int]:
     (stop 27), so no shipped profile sets it. threads = 0 means one per physical core, as ONNX Runtime's default."""
     import psutil
 
-    from cpbench.errors import UsageError
-
+    # the profile cannot run on this machine as written: a run-level error (no numbers), as a missing device is
     if not hasattr(os, "sched_setaffinity"):
-        raise UsageError("options.pin_threads needs Linux's sched_setaffinity; remove it from the profile on this system")
+        raise DeviceUnavailable("options.pin_threads needs Linux's sched_setaffinity; remove it from the profile on this system")
     allowed = _process_cpus()
     count = threads or psutil.cpu_count(logical=False) or len(allowed)
     if count > len(allowed):
-        raise UsageError(f"options.pin_threads: {count} intra-op threads but this process may run on {len(allowed)} CPUs "
-                         f"({allowed}); lower 'threads' or remove pin_threads")
+        raise DeviceUnavailable(f"options.pin_threads: {count} intra-op threads but this process may run on {len(allowed)} CPUs "
+                                f"({allowed}); lower 'threads' or remove pin_threads")
     used = allowed[:count]
     os.sched_setaffinity(0, {used[0]})  # the calling thread runs the session's own share of the work
     options.intra_op_num_threads = count
@@ -115,11 +112,12 @@ def _process_cpus() -> list[int]:
 
 
 class OrtModel:
-    def __init__(self, session, provider: str, provider_options: dict, inputs: dict[str, np.ndarray], load_s: float) -> None:
+    def __init__(self, session, provider: str, provider_options: dict, inputs: dict[str, np.ndarray], load_s: float,
+                 pinned: list[int] | None = None) -> None:
         import onnxruntime as ort
 
         self.session = session
-        self.pinned: list[int] | None = None  # CPUs the threads were pinned to (calling thread first), or None
+        self.pinned = pinned  # CPUs the threads were pinned to (calling thread first), or None
         self.provider = provider
         self.load_s = load_s
         self.outputs = [o.name for o in session.get_outputs()]
