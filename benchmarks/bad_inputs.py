@@ -174,7 +174,7 @@ def onnx_files(folder: Path) -> None:
     (folder / "random.onnx").write_bytes(np.random.default_rng(0).bytes(4096))
     (folder / "adir.onnx").mkdir()
     # external data: legit, missing, and pointing outside the model's folder
-    for sub, location in (("legit", "m.bin"), ("missing", "gone.bin"), ("sub", None)):
+    for sub, _location in (("legit", "m.bin"), ("missing", "gone.bin"), ("sub", None)):
         (folder / "ext" / sub).mkdir(parents=True)
     weights = np.ones((4, 4), np.float32)
 

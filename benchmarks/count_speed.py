@@ -17,8 +17,8 @@ import onnx
 import torch
 
 from cpbench.counting.count import count_file
-from cpbench.build.onnx_export import to_onnx
-from cpbench.build.zoo import build_zoo_model, published
+from cpbench.export.onnx_export import to_onnx
+from cpbench.export.zoo import build_zoo_model, published
 
 
 def median_time(fn, repeats: int) -> float:

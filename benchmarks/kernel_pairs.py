@@ -71,7 +71,7 @@ def main() -> None:
         design = CalibrationDesign(rounds=args.rounds, runs=args.runs)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     drawn = [c for c in random_from_space(FASHION_MNIST, 10 * args.configs, args.seed) if c.l >= 2][: args.configs]
     configs = drawn + [Config.parse(p) for p in PICKS]
     graphs: dict[str, bytes] = {}
@@ -90,7 +90,7 @@ def main() -> None:
                            lambda item, low, median, load: mins[item].append(low))
         except (UsageError, DeviceUnavailable) as exc:
             print(f"error: {exc}", file=sys.stderr)
-            raise SystemExit(2)
+            raise SystemExit(2) from None
     t = {i: float(np.median(v)) for i, v in mins.items()}
     rows = []
     for c in configs:

@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from cpbench.family.config import Config
-from cpbench.build.onnx_export import export_onnx
+from cpbench.export.onnx_export import export_onnx
 from cpbench.family.network import build_family_model
 from cpbench.timing.profiles import SHIPPED, load_profile
 from cpbench.timing.runner import TimingTarget, time_in_worker

@@ -49,7 +49,7 @@ def main() -> None:
         import openvino as ov
     except ImportError as exc:
         print(f"error: this benchmark needs openvino and onnx ({exc}); run 'make setup'", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     if args.warmup < 0 or args.runs < 1:
         print("error: --warmup must be >= 0 and --runs >= 1", file=sys.stderr)
         raise SystemExit(2)

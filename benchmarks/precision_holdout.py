@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cpbench.build.precision_study import BLIND_HOLDOUT_ROLES, HOLDOUT_ROLES, read_results
+from cpbench.export.precision_study import BLIND_HOLDOUT_ROLES, HOLDOUT_ROLES, read_results
 from cpbench.errors import CpbenchError
 from cpbench.family.config import Config
 from cpbench.fitting.precision_data import points_from_study

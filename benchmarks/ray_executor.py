@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 from cpbench.family.config import FASHION_MNIST, random_from_space
-from cpbench.build.plan import plan_export
-from cpbench.build.ray_executor import RaySettings, import_ray, run_sweep_ray
+from cpbench.export.plan import plan_export
+from cpbench.export.ray_executor import RaySettings, import_ray, run_sweep_ray
 from cpbench.workspace.store import Workspace
-from cpbench.build.sweep import run_sweep
+from cpbench.export.sweep import run_sweep
 
 GOAL_OVERHEAD_S = 0.5
 

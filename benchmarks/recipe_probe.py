@@ -28,8 +28,8 @@ from typing import NoReturn
 
 import torch
 
-from cpbench.build.data import DatasetSpec, prepare
-from cpbench.build.train import Recipe, get_recipe, train_model
+from cpbench.export.data import DatasetSpec, prepare
+from cpbench.export.train import Recipe, get_recipe, train_model
 from cpbench.family.config import Config
 from cpbench.family.network import build_family_model
 

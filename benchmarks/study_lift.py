@@ -16,7 +16,7 @@ import json
 import statistics
 from pathlib import Path
 
-from cpbench.build.precision_study import read_results
+from cpbench.export.precision_study import read_results
 from cpbench.family.config import Config
 from cpbench.fitting.precision_models import seed_spread
 

@@ -21,7 +21,7 @@ import onnxruntime as ort
 import torch
 
 from cpbench.family.config import Config
-from cpbench.build.onnx_export import export_onnx
+from cpbench.export.onnx_export import export_onnx
 from cpbench.family.network import build_family_model
 from cpbench.timing.profiles import Profile
 from cpbench.timing.runtimes import make_inputs

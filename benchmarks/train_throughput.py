@@ -25,11 +25,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from cpbench.family.config import Config
-from cpbench.build.data import DatasetSpec, prepare
+from cpbench.export.data import DatasetSpec, prepare
 from cpbench.family.network import build_family_model
 import dataclasses
 
-from cpbench.build.train import Recipe, cpu_has_native_bf16, get_recipe, train_model
+from cpbench.export.train import Recipe, cpu_has_native_bf16, get_recipe, train_model
 
 
 def plain_loop(config: Config, x: torch.Tensor, y: torch.Tensor, recipe: Recipe) -> float:

@@ -98,7 +98,7 @@ def test_data_and_presets_commands(cli):
 
 def test_export_help_names_every_recipe(cli):
     """The help is where a user learns the recipes' names: a recipe added to train.RECIPES must be in it."""
-    from cpbench.build.train import RECIPES
+    from cpbench.export.train import RECIPES
 
     done = cli("export", "--help")
     assert done.returncode == 0

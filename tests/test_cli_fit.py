@@ -2,7 +2,6 @@
 (the fitting is what is tested here; real timing is tested in test_cli_timing)."""
 
 import json
-import tomllib
 from pathlib import Path
 
 import numpy as np

@@ -27,7 +27,7 @@ def test_features_follow_the_architecture():
 
 def test_total_macs_equal_the_onnx_count_of_exported_models():
     from cpbench.counting.count import count_model
-    from cpbench.build.onnx_export import export_onnx
+    from cpbench.export.onnx_export import export_onnx
     from cpbench.family.network import build_family_model
 
     configs = [Config(5, 13, 2, 2), Config(3, 9, 4, 3), Config(16, 8, 1, 1)]

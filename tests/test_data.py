@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cpbench.build.data import (
+from cpbench.export.data import (
     FASHION_FILES,
     DatasetSpec,
     dataset_shape,

@@ -3,11 +3,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from cpbench.build import onnx_export as export_module
+from cpbench.export import onnx_export as export_module
 from cpbench.workspace import files as files_module
 from cpbench.family.config import Config
 from cpbench.errors import ExportError
-from cpbench.build.onnx_export import PARITY_TOLERANCE, export_onnx
+from cpbench.export.onnx_export import PARITY_TOLERANCE, export_onnx
 from cpbench.workspace.files import write_atomically
 from cpbench.family.network import build_family_model
 

@@ -29,7 +29,7 @@ def test_the_network_built_from_kernels_is_the_exported_network(config, tmp_path
     import onnxruntime as ort
     import torch
 
-    from cpbench.build.onnx_export import export_onnx
+    from cpbench.export.onnx_export import export_onnx
     from cpbench.family.network import build_family_model
 
     net = build_family_model(config).eval()

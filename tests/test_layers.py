@@ -16,7 +16,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("report",),
     ("optimize",),
     ("fitting",),
-    ("build", "timing"),
+    ("export", "timing"),
     ("workspace",),
     ("counting", "family"),
     ("errors", "__init__"),

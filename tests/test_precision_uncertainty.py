@@ -7,7 +7,7 @@ from itertools import product
 import numpy as np
 import pytest
 
-from cpbench.build.precision_study import StudyResult, append_result, plan_study, read_results
+from cpbench.export.precision_study import StudyResult, append_result, plan_study, read_results
 from cpbench.errors import UsageError
 from cpbench.family.config import FASHION_MNIST, Config
 from cpbench.fitting.precision_data import points_from_study
@@ -149,7 +149,7 @@ def test_processes_sharing_a_study_file_never_train_the_same_item(tmp_path):
     import subprocess
     import sys
 
-    from cpbench.build.precision_study import StudyItem, claim, claims_folder, run_study
+    from cpbench.export.precision_study import StudyItem, claim, claims_folder, run_study
 
     path = tmp_path / "s.jsonl"
     items = [StudyItem(Config(c, 8, 3, 1), 0, "sweep") for c in (2, 4, 6, 8)]

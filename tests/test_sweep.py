@@ -3,9 +3,9 @@
 import dataclasses
 
 from cpbench.family.config import Config
-from cpbench.build.data import DatasetSpec
+from cpbench.export.data import DatasetSpec
 from cpbench.workspace.store import Workspace
-from cpbench.build.sweep import ExportJob, run_sweep
+from cpbench.export.sweep import ExportJob, run_sweep
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,9 +1,9 @@
 import torch
 
 from cpbench.family.config import Config
-from cpbench.build.data import DatasetSpec, prepare
+from cpbench.export.data import DatasetSpec, prepare
 from cpbench.family.network import build_family_model
-from cpbench.build.train import RECIPES, Recipe, augment_batch, erase_batch, train_model
+from cpbench.export.train import RECIPES, Recipe, augment_batch, erase_batch, train_model
 
 
 def train_smoke(config: Config, subset: int = 3000):
@@ -47,7 +47,7 @@ def test_augmentation_shifts_and_flips_each_sample():
 
 def test_recipes_from_before_a_field_existed_keep_their_hash():
     # the shipped study is keyed by this hash: adding a recipe field must not orphan its results
-    from cpbench.build.precision_study import REFERENCE_DIR, read_results
+    from cpbench.export.precision_study import REFERENCE_DIR, read_results
 
     studies = sorted(REFERENCE_DIR.glob("*.study.jsonl"))
     assert studies
@@ -148,7 +148,7 @@ def test_folding_batchnorm_keeps_the_eval_outputs_and_the_family_layout():
 
 
 def test_a_batchnorm_recipe_exports_the_family_network_and_reports_its_accuracy():
-    from cpbench.build.train import evaluate
+    from cpbench.export.train import evaluate
 
     config = Config(4, 8, 3, 2)
     recipe = RECIPES["smoke"].with_overrides(train_subset=6000, batchnorm=True)

@@ -3,7 +3,7 @@
 import pytest
 
 from cpbench.errors import UsageError
-from cpbench.build.zoo import ZooJob, classification_models, count_zoo_model, published, table_1
+from cpbench.export.zoo import ZooJob, classification_models, count_zoo_model, published, table_1
 
 MAX_PARAMS = 100e6
 

@@ -52,7 +52,7 @@ def export_command(
     as_json: JsonOption = False,
 ) -> None:
     """Train the configs of a preset (or given with --config) and export each to ONNX, resumably."""
-    from cpbench.build.plan import plan_export
+    from cpbench.export.plan import plan_export
     from cpbench.cli.views.common import plan_table
     from cpbench.workspace.store import Workspace
 
@@ -81,7 +81,7 @@ def export_command(
         return
     ray = None
     if executor == "ray":
-        from cpbench.build.ray_executor import RaySettings
+        from cpbench.export.ray_executor import RaySettings
 
         ray = RaySettings(address=address, max_retries=max_retries, gpus_per_task=1.0 if train_device.startswith("cuda") else 0.0)
     sweep_and_report(Workspace(workspace), jobs, force, as_json, ray)
@@ -90,7 +90,7 @@ def export_command(
 def sweep_and_report(ws: "Workspace", jobs: list, force: bool, as_json: bool, ray=None) -> None:
     """Run the jobs with live progress, then print the summary; exit 130 on Ctrl-C, 1 if any failed."""
     from cpbench.cli.views.common import SweepProgress, sweep_table
-    from cpbench.build.sweep import SweepSummary, run_sweep
+    from cpbench.export.sweep import SweepSummary, run_sweep
 
     summary = SweepSummary()
     try:
@@ -98,7 +98,7 @@ def sweep_and_report(ws: "Workspace", jobs: list, force: bool, as_json: bool, ra
             if ray is None:
                 run_sweep(ws, jobs, observer=progress, force=force, summary=summary)
             else:
-                from cpbench.build.ray_executor import run_sweep_ray
+                from cpbench.export.ray_executor import run_sweep_ray
 
                 run_sweep_ray(ws, jobs, ray, observer=progress, force=force, summary=summary)
     except KeyboardInterrupt:
@@ -106,7 +106,7 @@ def sweep_and_report(ws: "Workspace", jobs: list, force: bool, as_json: bool, ra
             f"interrupted: {summary.count('exported') + summary.count('skipped')} finished models are kept; "
             "rerun the same command to resume"
         )
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     if as_json:
         print_json({"workspace": str(ws.root), "models": [o.as_dict() for o in summary.outcomes]})
     else:
@@ -181,9 +181,9 @@ def zoo_export_command(
     as_json: JsonOption = False,
 ) -> None:
     """Export torchvision networks with random weights to models/zoo/, counted and stored."""
-    from cpbench.build.onnx_export import EXPORTERS
+    from cpbench.export.onnx_export import EXPORTERS
     from cpbench.workspace.store import Workspace
-    from cpbench.build.zoo import ZooJob
+    from cpbench.export.zoo import ZooJob
 
     check_choice(exporter, EXPORTERS, "exporter")
     names = [m.strip() for m in models.split(",") if m.strip()]
@@ -201,7 +201,7 @@ def zoo_table_command(
     """Paper 003's Table 1 beside cpbench's FLOPs and torchvision's published numbers."""
     from cpbench.cli.views.common import table1_table
     from cpbench.workspace.store import Workspace
-    from cpbench.build.zoo import DENSENETS, PAPER_003_MODELS, ZooJob, count_zoo_model, table_1
+    from cpbench.export.zoo import DENSENETS, PAPER_003_MODELS, ZooJob, count_zoo_model, table_1
 
     needed = list(dict.fromkeys(PAPER_003_MODELS + DENSENETS))
     core: dict[str, float] = {}
@@ -300,7 +300,7 @@ def time_command(
                 run = run_timing(store, profile.name, profile, targets, observer=progress)
         except KeyboardInterrupt:
             err.print("interrupted: the models measured so far are kept in the run")
-            raise typer.Exit(130)
+            raise typer.Exit(130) from None
     if as_json:
         print_json(run.as_dict())
     else:
@@ -415,7 +415,7 @@ def data_command(
     as_json: JsonOption = False,
 ) -> None:
     """Say where FashionMNIST is found; with --install, install it when it is missing."""
-    from cpbench.build.data import INSTALL_HINT, locate_fashion_mnist
+    from cpbench.export.data import INSTALL_HINT, locate_fashion_mnist
 
     try:
         folder = locate_fashion_mnist(data_dir)
@@ -430,7 +430,7 @@ def data_command(
             done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             if done.returncode != 0:
                 last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-                raise UsageError(f"'{' '.join(command)}' failed ({last}); {INSTALL_HINT}")
+                raise UsageError(f"'{' '.join(command)}' failed ({last}); {INSTALL_HINT}") from None
         folder = locate_fashion_mnist(None)
         installed = True
     if as_json:

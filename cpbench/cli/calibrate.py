@@ -51,7 +51,7 @@ def calibrate_command(
         except KeyboardInterrupt:
             kept = max(0, len(journal.read_text(encoding="utf-8").splitlines()) - 1) if journal.exists() else 0
             err.print(f"interrupted: {kept} measurements are kept in {journal}; rerun the same command to resume")
-            raise typer.Exit(130)
+            raise typer.Exit(130) from None
     path = save_calibration(ws.models_dir, calibration)
     journal.unlink(missing_ok=True)  # only now: every measurement is in the saved calibration
     # fitted from the file as saved (its times rounded to 5 digits), so that every later load, which

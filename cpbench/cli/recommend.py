@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from cpbench.cli.options import DataDirOption, JsonOption, WorkspaceOption, err, out, print_json
-from cpbench.errors import UsageError, calibration_hint, check_choice
+from cpbench.errors import UsageError, check_choice
 
 
 def fit_precision_command(
@@ -21,7 +21,7 @@ def fit_precision_command(
     as_json: JsonOption = False,
 ) -> None:
     """Fit paper 000's precision models (eqs. 2-6) and a monotone one; judge them held out, beside naive baselines and the seed spread."""
-    from cpbench.build.precision_study import read_results, shipped_study
+    from cpbench.export.precision_study import read_results, shipped_study
     from cpbench.cli.views.precision import precision_study_view
     from cpbench.fitting.precision_data import points_from_records, points_from_study, study_machine
     from cpbench.fitting.precision_models import study

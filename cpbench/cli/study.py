@@ -44,9 +44,9 @@ def run_command(
 ) -> None:
     """Train what the study file lacks, appending each result as soon as it exists (stop and rerun at will).
     Several processes may share one file, with or without --shard: each claims an item before training it."""
-    from cpbench.build.data import DatasetSpec, locate_fashion_mnist
-    from cpbench.build.precision_study import family_trainer, pending, plan_study, read_results, run_study
-    from cpbench.build.train import get_recipe
+    from cpbench.export.data import DatasetSpec, locate_fashion_mnist
+    from cpbench.export.precision_study import family_trainer, pending, plan_study, read_results, run_study
+    from cpbench.export.train import get_recipe
     from cpbench.cli.views.common import bar_progress
     from cpbench.family.config import FASHION_MNIST
     from cpbench.timing.environment import machine_summary
@@ -85,7 +85,7 @@ def show_command(
 
     from rich.table import Table
 
-    from cpbench.build.precision_study import plan_study, read_results, shipped_study
+    from cpbench.export.precision_study import plan_study, read_results, shipped_study
     from cpbench.family.config import FASHION_MNIST
     from cpbench.fitting.precision_data import points_from_study
 

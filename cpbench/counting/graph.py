@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 import onnx
-from onnx import TensorProto, helper, shape_inference
+from onnx import helper, shape_inference
 
 from cpbench.counting.handlers import Shape
 from cpbench.errors import UsageError, first_line

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cpbench.family.config import Config, Space, grids_2d, random_from_grid, random_from_space, sweeps_1d, unique
-from cpbench.errors import UsageError, choose
+from cpbench.errors import choose
 
 TIMING_RANDOM = 160
 PAPER_RANDOM = 50

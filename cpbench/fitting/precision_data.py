@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cpbench.build.precision_study import HOLDOUT_ROLES, StudyResult
+from cpbench.export.precision_study import HOLDOUT_ROLES, StudyResult
 from cpbench.errors import UsageError
 from cpbench.family.config import Config
 from cpbench.fitting.precision_models import SeedSpread, seed_spread

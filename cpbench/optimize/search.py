@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cpbench.family.config import Config, Space
-from cpbench.errors import CpbenchError, UsageError, check_choice
+from cpbench.errors import CpbenchError, check_choice
 from cpbench.family.closed_form import Layers
 
 GRIDS = ("integer", "paper")

@@ -60,8 +60,8 @@ def verify_pick(ws, profile, statistic: str, pick, baseline_pick, precision, dat
                 seeds: list[int], sweep_observer=None, timing_observer=None) -> Verification:
     """`statistic` is the one the time model predicts (so measured and predicted speed-ups compare).
     Progress goes to the observers (the CLI passes its progress bars; None: silent)."""
-    from cpbench.build.plan import plan_export
-    from cpbench.build.sweep import run_sweep
+    from cpbench.export.plan import plan_export
+    from cpbench.export.sweep import run_sweep
     from cpbench.timing.runner import TimingTarget, run_timing
 
     config = pick.config.as_csv()

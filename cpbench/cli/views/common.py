@@ -11,7 +11,7 @@ from rich.table import Table
 if TYPE_CHECKING:  # annotations only: importing the sweep would import torch, which a table does not need
     from cpbench.counting.count import GraphCount
     from cpbench.workspace.store import ModelRecord, Workspace
-    from cpbench.build.sweep import ExportJob, Job, JobOutcome, SweepSummary
+    from cpbench.export.sweep import ExportJob, Job, JobOutcome, SweepSummary
 
 STATUS_STYLE = {"exported": "green", "skipped": "dim", "failed": "bold red"}
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import torch
 
 from cpbench.family.config import SPACES, Config, unique
-from cpbench.build.data import DatasetSpec
+from cpbench.export.data import DatasetSpec
 from cpbench.errors import UsageError, check_choice
-from cpbench.build.onnx_export import EXPORTERS
+from cpbench.export.onnx_export import EXPORTERS
 from cpbench.family.presets import get_preset
-from cpbench.build.sweep import ExportJob
-from cpbench.build.train import Recipe, get_recipe, training_device
+from cpbench.export.sweep import ExportJob
+from cpbench.export.train import Recipe, get_recipe, training_device
 from cpbench.workspace.store import default_space
 
 

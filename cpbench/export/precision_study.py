@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 
 from cpbench.family.config import Config, Space, sweeps_1d, unique
 from cpbench.errors import UsageError
@@ -274,9 +273,9 @@ def family_trainer(dataset_text: str, recipe_name: str, threads: int, data_dir: 
     """Train one study item with the named recipe (its seed replaced by the item's)."""
     import torch
 
-    from cpbench.build.data import DatasetSpec, prepare
+    from cpbench.export.data import DatasetSpec, prepare
     from cpbench.family.network import build_family_model
-    from cpbench.build.train import get_recipe, train_model
+    from cpbench.export.train import get_recipe, train_model
 
     spec = DatasetSpec.parse(dataset_text)
     base = get_recipe(recipe_name)

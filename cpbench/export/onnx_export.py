@@ -8,7 +8,6 @@ import hashlib
 import io
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import onnx

@@ -19,13 +19,13 @@ import torch
 from cpbench import __version__
 from cpbench.family.config import Config
 from cpbench.counting.count import GraphCount, count_model
-from cpbench.build.data import DatasetSpec, dataset_shape, locate_fashion_mnist, prepare
+from cpbench.export.data import DatasetSpec, dataset_shape, locate_fashion_mnist, prepare
 from cpbench.errors import UsageError, first_line
-from cpbench.build.onnx_export import ExportedModel, export_onnx
+from cpbench.export.onnx_export import ExportedModel, export_onnx
 from cpbench.workspace.files import sha256_of, stable_hash, write_atomically
 from cpbench.family.network import build_family_model, count_parameters
 from cpbench.workspace.store import ModelRecord, Store, Workspace, default_space
-from cpbench.build.train import RECIPES, Recipe, TrainResult, train_model
+from cpbench.export.train import RECIPES, Recipe, TrainResult, train_model
 
 UNTRAINED = "untrained"
 

@@ -19,11 +19,11 @@ from torch import nn
 from cpbench import __version__
 from cpbench.counting.count import GraphCount, count_model
 from cpbench.errors import UsageError
-from cpbench.build.onnx_export import export_onnx, to_onnx
+from cpbench.export.onnx_export import export_onnx, to_onnx
 from cpbench.family.network import count_parameters
 from cpbench.workspace.files import stable_hash
 from cpbench.workspace.store import ModelRecord
-from cpbench.build.sweep import UNTRAINED, JobResult, SweepObserver, model_file, untrained_fields
+from cpbench.export.sweep import UNTRAINED, JobResult, SweepObserver, model_file, untrained_fields
 
 # Paper 003, Table 1: (row label, torchvision model, GFLOPs as printed). Its FLOPs are 2 x MACs at 224x224.
 PAPER_003_TABLE_1 = (
