@@ -44,6 +44,7 @@ demo: setup
 	$(BIN)/cpbench report --name demo
 
 test: setup browser
+	$(BIN)/ruff check cpbench tests benchmarks
 	$(BIN)/python -m pytest -q
 
 bench: setup

@@ -25,21 +25,36 @@ def test_a_non_utf8_profile_is_named_and_does_not_break_its_siblings(cli, tmp_pa
     done = cli("recommend", "--device", "cpu", "--target", "0.85", "-w", str(tmp_path), "--json")
     assert done.returncode == 0, done.stderr
     assert any("skipped" in w and "broken.toml" in w for w in json.loads(done.stdout)["warnings"])  # named, not silent
-    # a sibling whose legacy [fitted] table is damaged is left out of recommend with a warning; shown alone, it is an error
+    # a sibling that still holds a [fitted] table (fits live in models/fits) is left out of recommend with a
+    # warning; shown alone, it is an error naming where fits live
     (folder / "broken.toml").unlink()
     (folder / "damaged.toml").write_text('runtime = "openvino"\n[fitted]\nformat = 1\nmodels = 7\nbest = "x"\n')
     done = cli("recommend", "--device", "cpu", "--target", "0.85", "-w", str(tmp_path), "--json")
     assert done.returncode == 0, done.stderr
-    assert any("skipped profile 'damaged'" in w for w in json.loads(done.stdout)["warnings"])
-    assert_one_line_error(cli("profiles", "show", "damaged", "-w", str(tmp_path)), "malformed [fitted]")
+    assert any("skipped" in w and "damaged.toml" in w for w in json.loads(done.stdout)["warnings"])
+    assert_one_line_error(cli("profiles", "show", "damaged", "-w", str(tmp_path)), "[fitted] table is not read", "models/fits")
 
 
-def test_a_malformed_fitted_table_is_one_line(cli, tmp_path):
+def test_a_profile_holding_a_fitted_table_is_refused_with_where_fits_live(cli, tmp_path):
     folder = _profiles(tmp_path)
-    text = (SHIPPED / "cpu.toml").read_text()  # settings only; an older cpbench wrote [fitted] below them
+    text = (SHIPPED / "cpu.toml").read_text()
     (folder / "garbage.toml").write_text(text + "[fitted]\nformat = 1\nmodels = 7\nbest = 'x'\n")
     assert_one_line_error(cli("predict", "--device", "garbage", "--config", "8,12,3,1", "-w", str(tmp_path)),
-                          "malformed [fitted]", "cpbench fit --device garbage")
+                          "[fitted] table is not read", "cpbench fit")
+
+
+def _fit_record(tmp_path, payload: dict) -> None:
+    from cpbench.timing.environment import fingerprint
+
+    fits = tmp_path / "models" / "fits"
+    fits.mkdir(parents=True, exist_ok=True)
+    (fits / f"cpu-{fingerprint()['hardware_id']}.json").write_text(json.dumps(payload))
+
+
+def test_a_malformed_fit_record_is_one_line_naming_the_fix(cli, tmp_path):
+    _fit_record(tmp_path, {"format": 1, "device": "cpu", "fitted": {"format": 1, "models": 7, "best": "x"}})
+    assert_one_line_error(cli("predict", "--device", "cpu", "--config", "8,12,3,1", "-w", str(tmp_path)),
+                          "malformed", "cpbench fit --device cpu")
 
 
 def test_absurd_values_are_bounded(cli, tmp_path):
@@ -74,10 +89,9 @@ def test_an_unexpected_error_is_one_line_with_a_way_to_see_the_traceback(tmp_pat
     assert "internal error" in done.stderr and "CPBENCH_DEBUG=1" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
-def test_a_fitted_table_of_an_unknown_format_is_refused(cli, tmp_path):
-    folder = _profiles(tmp_path)
-    (folder / "future.toml").write_text((SHIPPED / "cpu.toml").read_text() + "[fitted]\nformat = 99\nmodels = {}\n")
-    assert_one_line_error(cli("predict", "--device", "future", "--config", "8,12,3,1", "-w", str(tmp_path)),
+def test_a_fit_record_of_an_unknown_format_is_refused(cli, tmp_path):
+    _fit_record(tmp_path, {"format": 99, "device": "cpu", "fitted": {}})
+    assert_one_line_error(cli("predict", "--device", "cpu", "--config", "8,12,3,1", "-w", str(tmp_path)),
                           "format 99", "upgrade cpbench")
 
 

@@ -74,14 +74,14 @@ def test_a_profile_fitted_elsewhere_is_flagged(cli, calibrated):
     done = cli("recommend", "--device", "cpu-1thread", "--target", "0.85", "-w", str(calibrated.root), "--json")
     assert done.returncode == 0, done.stderr
     r = json.loads(done.stdout)
-    # this machine has no fit of its own now: the closest shipped kernel calibration answers, and says whose it is
+    # this machine has no fit of its own now: the closest shipped kernel model answers, and says whose it is
     assert r["time_model"] == "kernel"
-    assert any("shipped kernel calibration" in w and "not measured on this one" in w
+    assert any("shipped kernel model" in w and "not measured on this one" in w
                and "cpbench calibrate --device cpu-1thread" in w for w in r["warnings"])
 
 
 def test_fresh_clone_answers_from_the_shipped_reference_fits(cli, tmp_path):
-    """No models, no timings: the shipped kernel calibrations and reference precision model answer,
+    """No models, no timings: the shipped kernel models and reference precision model answer,
     and say they were measured on another machine."""
     assert list(REFERENCE.glob("fashionmnist-*.json")), "the repository must ship a reference precision fit"
     for device in ("cpu", "cpu-1thread", "openvino"):
@@ -90,14 +90,14 @@ def test_fresh_clone_answers_from_the_shipped_reference_fits(cli, tmp_path):
         r = json.loads(done.stdout)
         assert r["pick"]["precision"] >= 0.85 and "shipped reference" in r["precision_source"]
         assert r["time_model"] == "kernel"
-        assert any("shipped kernel calibration" in w and "not measured on this one" in w for w in r["warnings"])
-    from cpbench.fitting.predictors import reference_calibrations, time_predictor
+        assert any("shipped kernel model" in w and "not measured on this one" in w for w in r["warnings"])
+    from cpbench.fitting.predictors import reference_models, time_model
     from cpbench.timing.profiles import SHIPPED, load_profile
 
     for device in ("cpu", "cpu-1thread", "openvino"):  # each profile answers from its own calibration, not a namesake's
-        assert [p.name.rsplit("-", 1)[0] for p in reference_calibrations(device)] == [device]
-        chosen = time_predictor(load_profile(device, SHIPPED), tmp_path / "models", "elsewhere").predictor
-        assert chosen.kernel_model.calibration.device == device
+        assert [p.name.rsplit("-", 1)[0] for p in reference_models(device)] == [device]
+        chosen = time_model(load_profile(device, SHIPPED), tmp_path / "models", "elsewhere").model
+        assert chosen.device == device and chosen.provenance.reference
 
 
 def test_verify_trains_exports_and_times_the_pick(cli, calibrated):
@@ -135,4 +135,5 @@ def test_refitting_the_shipped_study_reproduces_the_shipped_fit(cli, tmp_path):
     original = json.loads(shipped.read_text())
     assert refit["source"] == original["source"] and refit["best"] == original["best"]
     for name in ("saturating", original["best"]):
-        assert refit["models"][name]["coefficients"] == pytest.approx(original["models"][name]["coefficients"], rel=1e-6)
+        # a bounded multistart fit on another CPU vendor or BLAS build lands within rounding of it, not bit-equal
+        assert refit["models"][name]["coefficients"] == pytest.approx(original["models"][name]["coefficients"], rel=1e-4)

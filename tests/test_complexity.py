@@ -1,5 +1,5 @@
 """Time models: closed-form features, coefficient recovery with honest intervals, held-out errors,
-linearity tests, and the profile's [fitted] table."""
+linearity tests, and the fit record."""
 
 import numpy as np
 import pytest

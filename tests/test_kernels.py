@@ -12,7 +12,8 @@ import pytest
 from cpbench.family.config import FASHION_MNIST, Config
 from cpbench.family.kernels import (classifier, first, first_pair, inner, inner_pair, kernel_graph, kernels_of, network_depth,
                                     network_graph, whole_network)
-from cpbench.fitting.kernel_model import complete, fit_kernel_model
+from cpbench.fitting.completion import complete
+from cpbench.fitting.kernel_model import fit_kernel_model
 from cpbench.timing.calibration import Calibration, CalibrationDesign, conv_axes, load_calibration, plan_kernels, save_calibration
 
 
@@ -161,7 +162,7 @@ def test_a_fully_timed_noisy_table_is_denoised_not_copied():
 
 
 def test_the_measured_cells_are_replaced_only_where_the_fit_predicts_a_fresh_round_better():
-    from cpbench.fitting.kernel_model import denoises
+    from cpbench.fitting.completion import denoises
 
     rng = np.random.default_rng(3)
     a, b = rng.uniform(1, 3, 30), rng.uniform(0.5, 2, 30)
@@ -230,7 +231,7 @@ def _synthetic_calibration(noise: float, seed: int = 0, layout: float = 0.0, pai
 
 
 def test_without_denoising_every_measured_cell_keeps_its_time_as_timed():
-    from cpbench.fitting.kernel_model import KernelTable
+    from cpbench.fitting.kernel_table import KernelTable
     from cpbench.timing.calibration import round_min
 
     calibration, _ = _synthetic_calibration(noise=0.2)
@@ -304,7 +305,7 @@ def test_whole_network_tables_completed_together_predict_unseen_networks_and_bea
     assert set(model.summary()["coefficients"]) == {"constant", "network"}
     together = np.abs(model.predict_configs(unseen) / truth - 1)
     assert together.mean() < 0.02 and model.kfold.mape < 0.02
-    monkeypatch.setattr(kernel_model, "_completion_groups", lambda measured: [[key] for key in measured])
+    monkeypatch.setattr(kernel_table, "_completion_groups", lambda measured: [[key] for key in measured])
     alone = np.abs(fit_kernel_model(calibration).predict_configs(unseen) / truth - 1)
     assert alone.mean() > 2 * together.mean()
 
@@ -337,9 +338,7 @@ def test_calibrate_then_predict_and_recommend_use_this_machines_calibration(cli,
     assert summary["model"] == "kernel" and summary["networks"] == 8 and summary["statistic"] == "round-min"
     assert not any(t["denoised"] for t in summary["tables"].values())  # one round: nothing to tell noise from structure
     assert summary["kfold"]["n"] == 8 and summary["file"].endswith(".calibration.json.gz")
-    from cpbench.fitting.kernel_model import load_table_cache
-
-    assert load_table_cache(Path(summary["file"])) is not None  # later loads skip the factorisation
+    assert summary["model_file"].endswith(".model.json.gz") and Path(summary["model_file"]).is_file()  # loaded, never refitted
     done = cli("predict", "--device", "cpu-1thread", "-c", "16,20,3,2", "-w", str(ws), "--json")
     assert done.returncode == 0, done.stderr
     prediction = json.loads(done.stdout)
@@ -455,15 +454,15 @@ def test_a_calibration_under_other_run_settings_is_flagged(tmp_path):
     options change, predictions from it carry a warning naming what changed."""
     from dataclasses import replace
 
-    from cpbench.fitting.predictors import time_predictor
+    from cpbench.fitting.predictors import time_model
     from cpbench.timing.profiles import SHIPPED, load_profile
 
     profile = load_profile("cpu-1thread", SHIPPED)
     calibration, _ = _synthetic_calibration(noise=0.0)
     calibration = replace(calibration, device=profile.name, profile=profile.as_dict(), fingerprint={"hardware_id": "here"})
-    save_calibration(tmp_path, calibration)
-    assert time_predictor(profile, tmp_path, "here").warning is None
-    changed = time_predictor(profile.with_overrides(threads=2), tmp_path, "here")
+    _save_model(tmp_path, calibration)
+    assert time_model(profile, tmp_path, "here").warning is None
+    changed = time_model(profile.with_overrides(threads=2), tmp_path, "here")
     assert changed.warning and "threads differ" in changed.warning and "cpbench calibrate --device cpu-1thread" in changed.warning
 
 
@@ -472,47 +471,23 @@ def test_a_calibration_on_the_other_clock_is_flagged(tmp_path):
     clock (or before profiles had a clock) does not answer for it without a warning."""
     from dataclasses import replace
 
-    from cpbench.fitting.predictors import time_predictor
+    from cpbench.fitting.predictors import time_model
     from cpbench.timing.profiles import SHIPPED, load_profile
 
     profile = load_profile("openvino", SHIPPED)
     assert profile.clock == "runtime"
     calibration, _ = _synthetic_calibration(noise=0.0)
     older = {k: v for k, v in profile.as_dict().items() if k != "clock"}  # written before the setting existed: wall
-    save_calibration(tmp_path, replace(calibration, device=profile.name, profile=older, fingerprint={"hardware_id": "here"}))
-    flagged = time_predictor(profile, tmp_path, "here")
+    _save_model(tmp_path, replace(calibration, device=profile.name, profile=older, fingerprint={"hardware_id": "here"}))
+    flagged = time_model(profile, tmp_path, "here")
     assert flagged.warning and "clock differ" in flagged.warning
-    save_calibration(tmp_path, replace(calibration, device=profile.name, profile=profile.as_dict(), fingerprint={"hardware_id": "here"}))
-    assert time_predictor(profile, tmp_path, "here").warning is None
+    _save_model(tmp_path, replace(calibration, device=profile.name, profile=profile.as_dict(), fingerprint={"hardware_id": "here"}))
+    assert time_model(profile, tmp_path, "here").warning is None
 
 
-def test_the_table_cache_answers_exactly_as_a_fresh_fit_and_only_for_its_own_file(tmp_path):
-    """recommend loads the shipped calibrations' completed tables from a cache instead of factorising
-    them again: each shipped cache must belong to its calibration file (or a stale one would be
-    silently skipped, and the 2 s answer lost) and give the very predictions of a fresh fit."""
-    import shutil
+def _save_model(models_dir: Path, calibration) -> Path:
+    """A calibration and its fitted model, saved as `cpbench calibrate` saves them."""
+    from cpbench.fitting.predictors import model_path, save_time_model
 
-    from cpbench.fitting.kernel_model import (
-        fit_kernel_model, load_table_cache, table_cache_path, write_table_cache,
-    )
-    from cpbench.timing.calibration import load_calibration
-    from cpbench.fitting.predictors import REFERENCE_FITS
-
-    configs = [Config(64, 28, 5, 3), Config(3, 9, 1, 1), Config(17, 20, 4, 2)]
-    shipped = sorted(REFERENCE_FITS.glob("*.calibration.json.gz"))
-    assert shipped
-    for path in shipped:
-        cached = load_table_cache(path)
-        assert cached is not None, f"stale table cache for {path.name}: refresh it with kernel_model.refresh_table_cache"
-        calibration = load_calibration(path)
-        fresh, fast = fit_kernel_model(calibration), fit_kernel_model(calibration, completed=cached)
-        assert np.array_equal(fresh.predict_configs(configs), fast.predict_configs(configs))
-    # a cache is keyed by its calibration file: another file's, a damaged one or none is ignored
-    copy = tmp_path / shipped[0].name
-    shutil.copy(shipped[0], copy)
-    shutil.copy(table_cache_path(shipped[1 % len(shipped)]), table_cache_path(copy))
-    assert load_table_cache(copy) is None or len(shipped) == 1
-    table_cache_path(copy).write_bytes(b"\x1f\x8b garbage")
-    assert load_table_cache(copy) is None
-    write_table_cache(copy, fit_kernel_model(load_calibration(copy)).table)
-    assert load_table_cache(copy) is not None
+    save_calibration(models_dir, calibration)
+    return save_time_model(model_path(models_dir, calibration.device, calibration.hardware_id), fit_kernel_model(calibration))

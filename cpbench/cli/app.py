@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from cpbench import __version__
-from cpbench.cli.options import ClickException, DataDirOption, JsonOption, WorkspaceOption, err, out, print_json
+from cpbench.cli.options import ClickException, DataDirOption, DeviceOption, JsonOption, WorkspaceOption, err, out, print_json
 from cpbench.errors import CpbenchError, UsageError, check_choice, first_line
 
 if TYPE_CHECKING:
@@ -231,7 +231,7 @@ def zoo_table_command(
 
 @app.command("time")
 def time_command(
-    device: Annotated[str, typer.Option("--device", "-d", help="Profile name (profiles/NAME.toml) or a .toml path.")],
+    device: DeviceOption,
     models: Annotated[Optional[str], typer.Option("--models", help="Glob over stored model names, e.g. 'family/*'.")] = None,
     model: Annotated[Optional[list[Path]], typer.Option("--model", help="Any .onnx file (repeatable) instead of stored models.")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="Override the profile's threads (0 = runtime default).")] = None,

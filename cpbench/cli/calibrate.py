@@ -7,27 +7,32 @@ from typing import Annotated, Optional
 
 import typer
 
-from cpbench.cli.options import JsonOption, WorkspaceOption, err, out, print_json
+from cpbench.errors import UsageError
+from cpbench.cli.options import DeviceOption, JsonOption, WorkspaceOption, err, out, print_json
 
 
 def calibrate_command(
-    device: Annotated[str, typer.Option("--device", "-d", help="Profile name (profiles/NAME.toml) or a .toml path.")],
+    device: DeviceOption,
     dataset: Annotated[str, typer.Option("--dataset", help="Whose search space to calibrate (its baseline bounds f, s, k, l).")] = "fashionmnist",
     rounds: Annotated[Optional[int], typer.Option("--rounds", help="Rounds over every kernel and network, each in a new order and new processes. Default: 3 (2 for runtimes that compile each model).")] = None,
     runs: Annotated[Optional[int], typer.Option("--runs", help="Timed runs per kernel per round (the fixed count of round-min). Default: 50 (200, after 100 warm-up runs, for runtimes that compile each model).")] = None,
     networks: Annotated[Optional[int], typer.Option("--networks", help="Whole networks timed to learn how kernels compose. Default: 40 (30 for runtimes that compile each model).")] = None,
     share: Annotated[Optional[float], typer.Option("--share", help="Share of the (f, s) cells beyond the sampled rows and columns to time (the rest is completed); 1 = every cell. Default: 1 for ONNX Runtime (0.5 with --pairs or --whole), 0.1 for runtimes that compile each model (OpenVINO: ~25 ms a kernel; with --pairs or --whole 0.05 and 3 rows and columns instead of 4).")] = None,
-    pairs: Annotated[bool, typer.Option("--pairs/--no-pairs", help="Also time consecutive blocks as pairs; the composition of pairs is then fitted beside that of blocks alone and the one with the lower k-fold error on the calibration networks is used. Off by default: it doubles the kernels to time, and within 10 minutes on this project's machine it was chosen on one profile of three and met the goal on none where blocks alone missed it (README: 'Pairs of blocks').")] = False,
+    pairs: Annotated[bool, typer.Option("--pairs/--no-pairs", help="Also time consecutive blocks as pairs; the composition of pairs is then fitted beside that of blocks alone and the one with the lower k-fold error on the calibration networks is used. Off by default: it doubles the kernels to time (docs/decisions/0005-pairs-opt-in.md).")] = False,
     whole: Annotated[Optional[bool], typer.Option("--whole/--blocks", help="Time whole networks instead of blocks: each (k, l)'s (f, s) matrix sampled like a block's, all of them completed together as one matrix of f by (l, k, s), the model then a map of that protocol onto 'cpbench time'. For a runtime whose blocks timed alone compose badly (OpenVINO on AMX converts each block's input and output to bf16 and back) and a family small enough to sample. Default: --whole for runtimes that compile each model (OpenVINO), --blocks for ONNX Runtime.")] = None,
+    refit: Annotated[bool, typer.Option("--refit", help="Measure nothing: fit this machine's saved calibration of the profile again and save its model.")] = False,
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
-    """Time the family's distinct kernels and a few networks alone on this machine, learn the latency model."""
+    """Time the family's distinct kernels and a few networks alone on this machine, learn the latency
+    model and save it (models/fits/<device>-<hardware id>.model.json.gz), which predict and recommend load."""
     from cpbench.cli.views.common import bar_progress
     from cpbench.family.config import SPACES
     from cpbench.errors import check_choice
-    from cpbench.fitting.kernel_model import refresh_table_cache
-    from cpbench.timing.calibration import calibrate, default_design, journal_path, save_calibration
+    from cpbench.fitting.kernel_model import fit_kernel_model
+    from cpbench.fitting.predictors import model_path, save_time_model
+    from cpbench.timing.calibration import (calibrate, calibration_path, default_design, journal_path, load_calibration,
+                                            save_calibration)
     from cpbench.timing.environment import fingerprint
     from cpbench.timing.profiles import load_profile
     from cpbench.workspace.store import Workspace
@@ -35,29 +40,43 @@ def calibrate_command(
     check_choice(dataset, SPACES, "dataset")
     ws = Workspace(workspace)
     profile = load_profile(device, ws.profiles_dir)
-    design = default_design(profile.runtime, rounds=rounds, runs=runs, networks=networks, share=share, pairs=pairs,
-                            whole=whole)
+    here = fingerprint()["hardware_id"]
     ws.ensure_writable()
-    journal = journal_path(ws.models_dir, profile.name, fingerprint()["hardware_id"])
-    resumed = journal.exists()
-    with bar_progress(err) as progress:
-        task = progress.add_task(f"calibrating '{profile.name}'", total=None)
+    resumed = False
+    if refit:
+        path = calibration_path(ws.models_dir, profile.name, here)
+        if not path.is_file():
+            raise UsageError(f"no saved calibration of '{profile.name}' on this machine ({path}) to refit; "
+                             f"run 'cpbench calibrate --device {profile.name}'")
+        calibration = load_calibration(path)
+        design_rounds, design_runs = calibration.design.get("rounds"), calibration.design.get("runs")
+    else:
+        design = default_design(profile.runtime, rounds=rounds, runs=runs, networks=networks, share=share, pairs=pairs,
+                                whole=whole)
+        design_rounds, design_runs = design.rounds, design.runs
+        journal = journal_path(ws.models_dir, profile.name, here)
+        resumed = journal.exists()
+        with bar_progress(err) as progress:
+            task = progress.add_task(f"calibrating '{profile.name}'", total=None)
 
-        def observer(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+            def observer(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
 
-        try:
-            calibration = calibrate(profile, SPACES[dataset], design, observer=observer, journal_file=journal)
-        except KeyboardInterrupt:
-            kept = max(0, len(journal.read_text(encoding="utf-8").splitlines()) - 1) if journal.exists() else 0
-            err.print(f"interrupted: {kept} measurements are kept in {journal}; rerun the same command to resume")
-            raise typer.Exit(130) from None
-    path = save_calibration(ws.models_dir, calibration)
-    journal.unlink(missing_ok=True)  # only now: every measurement is in the saved calibration
-    # fitted from the file as saved (its times rounded to 5 digits), so that every later load, which
-    # reads the tables cached here, predicts exactly what is shown now
-    model = refresh_table_cache(path)
-    summary = {**model.summary(), "file": str(path)}
+            try:
+                calibration = calibrate(profile, SPACES[dataset], design, observer=observer, journal_file=journal)
+            except KeyboardInterrupt:
+                kept = max(0, len(journal.read_text(encoding="utf-8").splitlines()) - 1) if journal.exists() else 0
+                err.print(f"interrupted: {kept} measurements are kept in {journal}; rerun the same command to resume")
+                raise typer.Exit(130) from None
+        path = save_calibration(ws.models_dir, calibration)
+        journal.unlink(missing_ok=True)  # only now: every measurement is in the saved calibration
+        # the model of an earlier calibration must never answer for this one, even if this fit fails
+        model_path(ws.models_dir, profile.name, calibration.hardware_id).unlink(missing_ok=True)
+    # fitted from the file as saved (its times rounded to 5 digits); a fit that fails keeps the
+    # calibration, which --refit fits again
+    model = fit_kernel_model(load_calibration(path))
+    saved = save_time_model(model_path(ws.models_dir, profile.name, calibration.hardware_id), model)
+    summary = {**model.summary(), "file": str(path), "model_file": str(saved)}
     if as_json:
         print_json(summary)
         return
@@ -66,7 +85,7 @@ def calibrate_command(
         err.print(f"resumed the unfinished calibration of {journal.name}")
     out.print(f"calibrated '{profile.name}' on {summary['cpu']} (hardware id {calibration.hardware_id}) in "
               f"{calibration.duration_s:.0f} s: {len(calibration.kernels)} kernels and {len(calibration.networks)} networks, "
-              f"{design.rounds} rounds of {design.runs} runs, statistic round-min")
+              f"{design_rounds} rounds of {design_runs} runs, statistic round-min")
     choice = ", ".join(f"{name} {v:.1%}" for name, v in model.choice_kfold.items())
     out.print(f"composition: {summary['composition']} (chosen on its k-fold MAPE over the calibration networks: {choice})")
     out.print(f"kernel model on calibration networks it did not see (5-fold, nested: nor chose the composition): MAPE "
@@ -76,4 +95,5 @@ def calibrate_command(
     denoised = [name for name, t in tables.items() if t["denoised"]]
     out.print(f"kernel tables: {len(denoised)} of {len(tables)} denoised (the low-rank fit predicted a held-out round "
               f"better than the cells' own other rounds){': ' + ', '.join(denoised) if 0 < len(denoised) < len(tables) else ''}")
-    out.print(f"saved {path}; 'cpbench predict' and 'cpbench recommend --device {profile.name}' use it on this machine")
+    out.print(f"saved {path} (the measurements) and {saved} (the model); 'cpbench predict' and "
+              f"'cpbench recommend --device {profile.name}' use it on this machine")

@@ -7,13 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from cpbench.cli.options import JsonOption, WorkspaceOption, err, out, print_json
+from cpbench.cli.options import DeviceOption, JsonOption, WorkspaceOption, err, out, print_json
 from cpbench.errors import UsageError, calibration_hint
 
 profiles_app = typer.Typer(help="List device profiles and show one with its fitted time models.", no_args_is_help=True)
-
-DeviceOption = Annotated[str, typer.Option("--device", "-d", help="Profile name (profiles/NAME.toml) or a .toml path.")]
-
 
 def fit_command(
     device: DeviceOption,
@@ -109,7 +106,7 @@ def predict_command(
     from rich.table import Table
 
     from cpbench.family.config import Config
-    from cpbench.fitting.predictors import time_predictor
+    from cpbench.fitting.predictors import named_time_model, time_model
     from cpbench.timing.environment import fingerprint
     from cpbench.family.closed_form import FEATURES, Layers
     from cpbench.timing.profiles import load_profile
@@ -119,34 +116,34 @@ def predict_command(
     configs = [Config.parse(c) for c in config]
     ws = Workspace(workspace)
     profile = load_profile(device, ws.profiles_dir)
+    here = fingerprint()["hardware_id"]
     if model and model != "kernel":
-        from cpbench.fitting.predictors import named_model_predictor
-
-        chosen_warning, predictor = None, named_model_predictor(profile, ws.models_dir, fingerprint()["hardware_id"], model)
+        chosen_warning, predictor = None, named_time_model(profile, ws.models_dir, here, model)
     else:
-        chosen = time_predictor(profile, ws.models_dir, fingerprint()["hardware_id"])
-        chosen_warning, predictor = chosen.warning, chosen.predictor
+        chosen = time_model(profile, ws.models_dir, here)
+        chosen_warning, predictor = chosen.warning, chosen.model
         if model == "kernel" and predictor.name != "kernel":
             raise UsageError(f"no kernel calibration for '{profile.name}' here; run 'cpbench calibrate --device {profile.name}'")
     layers = Layers.of(configs, predictor.in_channels)
     seconds = predictor.predict(layers)
     low, high = predictor.bounds(seconds)
     macs = FEATURES["macs"](layers)
-    baseline = predictor.fitted.get("baseline_time_s")
+    baseline = predictor.baseline_time_s
     rows = [
         {"config": c.as_csv(), "macs": int(m), "predicted_s": float(t), "low_s": float(lo), "high_s": float(hi),
          "relative_to_baseline": float(t / baseline) if baseline else None}
         for c, m, t, lo, hi in zip(configs, macs, seconds, low, high)
     ]
     mismatch = chosen_warning
-    coverage = (predictor.fitted.get("selection_honest") or {}).get("interval_coverage")
+    held_out = predictor.held_out
+    coverage = None if held_out.interval_coverage != held_out.interval_coverage else held_out.interval_coverage
     if as_json:
-        print_json({"device": profile.name, "model": predictor.name, "statistic": predictor.fitted.get("statistic"),
-                    "predictions": rows, "interval_coverage": coverage, "warning": mismatch,
-                    "measured_on": (predictor.fitted.get("fingerprint") or {}).get("cpu")})
+        print_json({"device": profile.name, "model": predictor.name, "statistic": predictor.statistic,
+                    "predictions": rows, "interval_coverage": coverage, "interval_coverage_on": held_out.measured_on,
+                    "warning": mismatch, "measured_on": predictor.cpu, "hardware_id": predictor.provenance.hardware_id})
         return
     table = Table(title=f"Predicted time ({predictor.statistic} of runs) on '{profile.name}' "
-                        f"({predictor.name}, batch {predictor.fitted.get('batch')})")
+                        f"({predictor.name}, batch {predictor.batch})")
     for column in ("config", "MACs", "predicted", "95 % interval", "× baseline"):
         table.add_column(column, justify="left" if column == "config" else "right")
     for r in rows:
@@ -154,8 +151,8 @@ def predict_command(
                       f"{fmt_seconds(r['low_s'])} – {fmt_seconds(r['high_s'])}",
                       "-" if r["relative_to_baseline"] is None else f"{r['relative_to_baseline']:.3f}")
     table.caption = ("predictions, not measurements; " + (
-        f"the 95 % interval held {coverage:.0%} of held-out configs (nested k-fold)" if coverage is not None
-        else "interval coverage not measured for this fit (refit with this cpbench)"))
+        f"the 95 % interval held {coverage:.0%} of held-out points ({held_out.measured_on})" if coverage is not None
+        else "interval coverage not measured for this model"))
     out.print(table)
     if mismatch:
         err.print(f"warning: {mismatch}")
@@ -209,12 +206,12 @@ def profiles_show(
     here = fingerprint()["hardware_id"]
     profile = load_profile(name, ws.profiles_dir)
     found = locate_time_model(profile, ws.models_dir, here)
-    if found.kind in ("legacy-here", "legacy-elsewhere"):
-        from cpbench.fitting.device_fit import predictor_from_profile
-
-        predictor_from_profile(profile)  # a damaged [fitted] table is named, never half-shown
     record = load_fit_record(ws.models_dir, profile.name, here) if found.kind == "fit" else None
-    fitted = (record or {}).get("fitted") or (profile.fitted if found.kind == "legacy-here" else None)
+    fitted = (record or {}).get("fitted")
+    if fitted is not None:
+        from cpbench.fitting.fitted_time_model import from_record
+
+        from_record(record, profile.name, source=str(found.path))  # a damaged fit is named, never half-shown
     if as_json:
         print_json({**profile.as_dict(), "time_model": found.kind, "time_model_source": found.label, "fitted": fitted})
         return

@@ -18,6 +18,7 @@ ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "Cl
 
 WorkspaceOption = Annotated[Path, typer.Option("--workspace", "-w", help="Folder holding models/, profiles/, reports/ and the store.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout (progress goes to stderr).")]
+DeviceOption = Annotated[str, typer.Option("--device", "-d", help="Profile name (profiles/NAME.toml) or a .toml path.")]
 DataDirOption = Annotated[
     Optional[Path],
     typer.Option("--data-dir", help="Folder with the FashionMNIST IDX files; default: $CPBENCH_DATA, then /usr/share/datasets/fashion-mnist."),

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cpbench.cli.options import DataDirOption, JsonOption, WorkspaceOption, err, out, print_json
+from cpbench.cli.options import DataDirOption, DeviceOption, JsonOption, WorkspaceOption, err, out, print_json
 from cpbench.errors import UsageError, check_choice
 
 
@@ -58,7 +58,7 @@ def fit_precision_command(
 
 
 def recommend_command(
-    device: Annotated[str, typer.Option("--device", "-d", help="Profile name (profiles/NAME.toml) or a .toml path.")],
+    device: DeviceOption,
     target: Annotated[Optional[float], typer.Option("--target", help="Least precision to reach, in (0, 1], e.g. 0.93.")] = None,
     max_drop: Annotated[Optional[float], typer.Option("--max-drop", help="Or: at most this much below the baseline's precision, e.g. 0.01.")] = None,
     top: Annotated[int, typer.Option("--top", help="How many configs to list (the pick and its alternatives).")] = 5,
@@ -75,7 +75,7 @@ def recommend_command(
 ) -> None:
     """The fastest config on a device likely (--confidence) to reach a precision target when trained (paper 000 eq. 7)."""
     from cpbench.cli.views.precision import recommendation_view
-    from cpbench.fitting.predictors import other_time_predictors, time_predictor
+    from cpbench.fitting.predictors import other_time_models, time_model as locate_and_load
     from cpbench.fitting.precision_predictor import load_precision
     from cpbench.optimize.recommend import recommend, resolve_target
     from cpbench.optimize.search import GRIDS
@@ -90,10 +90,10 @@ def recommend_command(
     precision = load_precision(ws.models_dir / "precision", dataset, recipe)
     goal, rule, notes = resolve_target(target, max_drop, precision)
     profile = load_profile(device, ws.profiles_dir)
-    chosen = time_predictor(profile, ws.models_dir, fingerprint()["hardware_id"])
-    time_model = chosen.predictor
+    chosen = locate_and_load(profile, ws.models_dir, fingerprint()["hardware_id"])
+    time_model = chosen.model
     skipped: list[str] = []
-    others = other_time_predictors(ws.profiles_dir, ws.models_dir, fingerprint()["hardware_id"], profile.name, skipped)
+    others = other_time_models(ws.profiles_dir, ws.models_dir, fingerprint()["hardware_id"], profile.name, skipped)
     space = space_of(precision.dataset, precision.space)
     result = recommend(space, time_model, precision, goal, rule, top, grid, others, extrapolate, confidence)
     result.warnings[:0] = notes

@@ -1,9 +1,6 @@
 """`cpbench fit`: every time model fitted to one device's observations, judged on held-out configs,
-the linearity verdict, paper 003's zoo against the family's line, and the profile's [fitted] table.
-
-Also the way back: a profile's [fitted] table becomes a predictor of seconds for any config,
-vectorised (the optimizer evaluates whole search spaces with it).
-"""
+the linearity verdict, paper 003's zoo against the family's line, saved as the fit record that
+cpbench.fitting.fitted_time_model reads back."""
 
 from __future__ import annotations
 
@@ -15,15 +12,16 @@ import numpy as np
 from cpbench import __version__
 from cpbench.fitting.time_models import (
     held_out_predictions,
-    LINEAR, MODELS, ErrorMetrics, Evaluation, FittedModel, NestedTest, PowerLaw, TimeModelSpec, error_metrics,
+    LINEAR, MODELS, ErrorMetrics, Evaluation, FittedModel, NestedTest, PowerLaw, error_metrics,
     SelectionHonest, evaluate, fit_model, nested_f_test, power_law, selection_honest, verdict,
 )
 from cpbench.family.config import Config
 from cpbench.workspace.store import space_of
-from cpbench.errors import UsageError, calibration_hint, first_line
+from cpbench.errors import UsageError, calibration_hint, check_choice
+from cpbench.fitting.fitted_time_model import FITTED_FORMAT
 from cpbench.family.closed_form import FEATURES, Layers, feature_matrix
 from cpbench.fitting.metrics import kfold_indices
-from cpbench.fitting.observations import DEFAULT_STATISTIC, Observations, runtime_summary
+from cpbench.fitting.observations import Observations, runtime_summary
 
 MIN_POINTS = 8
 GROUPS = ("l", "k")  # leave-one-family-out: hold out every config with l = v (then k = v)
@@ -121,8 +119,7 @@ def fit_device(observations: Observations, models: list[str] | None = None, fold
         raise UsageError("degenerate data: every timed config has the same MACs; time configs of different sizes")
     names = models or list(MODELS)
     for name in names:
-        if name not in MODELS:
-            raise UsageError(f"unknown time model {name!r}; choose from {', '.join(MODELS)}")
+        check_choice(name, MODELS, "time model")
     names = list(dict.fromkeys(["linear-rel", *names]))  # the verdict always needs the linear model
     groups = {g: np.array([getattr(c, g) for c in configs]) for g in GROUPS}
     evaluations, skipped = {}, []
@@ -159,12 +156,8 @@ def fit_device(observations: Observations, models: list[str] | None = None, fold
         result.warnings.append(
             f"the runs fitted were measured on {len(observations.hardware_ids)} different machines; pass --run to fit one"
         )
-    _add_zoo(result, observations, evaluations.get("linear") or fit_evaluation_free("linear", macs, times))
+    _add_zoo(result, observations, evaluations.get("linear") or fit_model(MODELS["linear"], macs.reshape(-1, 1), times))
     return result
-
-
-def fit_evaluation_free(name: str, features: np.ndarray, times: np.ndarray) -> FittedModel:
-    return fit_model(MODELS[name], features.reshape(-1, 1), times)
 
 
 def _add_zoo(result: DeviceFit, observations: Observations, linear: Evaluation | FittedModel) -> None:
@@ -185,7 +178,6 @@ def _add_zoo(result: DeviceFit, observations: Observations, linear: Evaluation |
 # ---- the fit's full record: what the report reads instead of fitting again -----------------------
 
 FIT_FORMAT = 1
-FITTED_FORMAT = 1  # of the [fitted] table in a profile
 
 
 def fit_record(result: DeviceFit, observations: Observations) -> dict:
@@ -232,11 +224,11 @@ def load_fit_record(models_dir, device: str, hardware_id: str) -> dict | None:
     return read_versioned(path, FIT_FORMAT, f"rerun 'cpbench fit --device {device}'")
 
 
-# ---- the profile's [fitted] table -----------------------------------------------------------------
+# ---- the fitted table: what the time model is read back from (fitted_time_model) ------------------
 
 
 def fitted_table(result: DeviceFit) -> dict:
-    """What `cpbench fit` writes under [fitted] in the profile (TOML-ready: no None values)."""
+    """The "fitted" table of the fit record: every model's coefficients and errors, the verdict."""
     models = {}
     for name, e in result.evaluations.items():
         entry = {
@@ -254,7 +246,7 @@ def fitted_table(result: DeviceFit) -> dict:
         "format": FITTED_FORMAT, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpbench_version": __version__,
         "batch": result.batch, "statistic": result.statistic, "n": result.n, "in_channels": result.in_channels,
         "best": result.best, "verdict": result.verdict, "baseline": result.baseline.as_csv(),
-        "baseline_time_s": result.baseline_time_s, "runs": result.runs,
+        "baseline_time_s": result.baseline_time_s, "baseline_measured": result.baseline_measured, "runs": result.runs,
         "fingerprint": runtime_summary(result.fingerprint),
         "power_law": result.power_law.as_dict(), "models": models,
     }
@@ -265,77 +257,3 @@ def fitted_table(result: DeviceFit) -> dict:
                                      "max_ape": result.selection.errors.max_ape,
                                      "interval_coverage": result.selection.interval_coverage, "kind": "nested k-fold"}
     return table
-
-
-@dataclass
-class TimePredictor:
-    """Seconds per inference for configs of the family, from a profile's fitted model."""
-
-    device: str
-    model: FittedModel
-    interval: tuple[float, float]  # relative-error quantiles on held-out configs (k-fold)
-    in_channels: int
-    fitted: dict
-
-    @property
-    def name(self) -> str:
-        return self.model.spec.name
-
-    @property
-    def statistic(self) -> str:
-        """Which run time the model predicts (min: fastest run, median, ...), as fitted."""
-        return str(self.fitted.get("statistic", DEFAULT_STATISTIC))
-
-    def predict(self, layers: Layers) -> np.ndarray:
-        return self.model.predict(feature_matrix(self.model.spec.features, layers))
-
-    def predict_configs(self, configs: list[Config]) -> np.ndarray:
-        return self.predict(Layers.of(configs, self.in_channels))
-
-    def bounds(self, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """A 95 % interval for the measured time: measured = predicted / (1 + relative error)."""
-        low_rel, high_rel = self.interval
-        return predicted / (1 + high_rel), predicted / (1 + low_rel)
-
-
-def predictor_from_profile(profile, model: str | None = None) -> TimePredictor:
-    try:
-        return _predictor_from_profile(profile, model)
-    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
-        raise UsageError(f"profile '{profile.name}' has a malformed [fitted] table ({first_line(exc)}); "
-                         f"rerun 'cpbench fit --device {profile.name}'") from None
-
-
-def _predictor_from_profile(profile, model: str | None = None) -> TimePredictor:
-    from cpbench.workspace.formats import check_format
-
-    fitted = profile.fitted
-    if not fitted or "models" not in fitted:
-        raise UsageError(f"profile '{profile.name}' has no fitted time model; {calibration_hint(profile.name)}")
-    check_format(fitted, FITTED_FORMAT, f"the [fitted] table of profile '{profile.name}'", f"rerun 'cpbench fit --device {profile.name}'")
-    name = model or fitted.get("best")
-    entry = fitted["models"].get(name)
-    if entry is None:
-        raise UsageError(f"profile '{profile.name}' has no fitted model {name!r}; fitted: {', '.join(fitted['models'])}")
-    spec: TimeModelSpec | None = MODELS.get(name)
-    if spec is None or list(spec.features) != list(entry.get("features", [])):
-        raise UsageError(f"profile '{profile.name}' holds model {name!r} from another cpbench version; rerun 'cpbench fit --device {profile.name}'")
-    coefficients = entry["coefficients"]
-    values = [coefficients[c] for c in spec.coefficient_names]
-    model_fit = FittedModel(
-        spec, np.array([v["value"] for v in values]), np.array([v["ci_low"] for v in values]),
-        np.array([v["ci_high"] for v in values]), int(fitted.get("n", 0)),
-    )
-    kfold = entry["kfold"]
-    return TimePredictor(profile.name, model_fit, (kfold["rel_q025"], kfold["rel_q975"]), int(fitted.get("in_channels", 1)), fitted)
-
-
-def hardware_mismatch(fitted: dict | None, hardware_id: str) -> str | None:
-    """A warning when a profile's fit came from other hardware than `hardware_id`, else None."""
-    if not fitted or not fitted.get("fingerprint"):
-        return None
-    theirs = fitted["fingerprint"].get("hardware_id")
-    if theirs and theirs != hardware_id:
-        cpu = fitted["fingerprint"].get("cpu", "another machine")
-        return f"the profile's fitted models were measured on other hardware ({cpu})"
-    return None

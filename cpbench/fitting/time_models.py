@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from cpbench.errors import UsageError, choose
+from cpbench.fitting.least_squares import relative_least_squares
 from cpbench.fitting.metrics import ErrorMetrics, error_metrics, kfold_indices, out_of_fold
 
 # scipy is imported inside the fitting functions: predicting from a fitted profile (recommend,
@@ -101,13 +102,12 @@ def _design(features: np.ndarray) -> np.ndarray:
     return np.column_stack([np.ones(len(features)), features])
 
 
-def _solve(spec: TimeModelSpec, a: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(coef, scaled weighted design, column scale) of one weighted least-squares pass."""
+def _solve(spec: TimeModelSpec, aw: np.ndarray, yw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(coef, scaled weighted design, column scale) of one least-squares pass on the weighted design."""
     from scipy import optimize
 
-    aw, yw = a * w[:, None], y * w
     scale = np.abs(aw).max(axis=0)
-    if np.any(scale == 0) or np.linalg.matrix_rank(aw / scale) < a.shape[1]:
+    if np.any(scale == 0) or np.linalg.matrix_rank(aw / scale) < aw.shape[1]:
         raise UsageError(
             f"degenerate data for '{spec.name}': its features ({', '.join(spec.features)}) do not vary enough "
             "across the timed configs; time configs that differ in f, s, k and l (cpbench export --preset timing --untrained)"
@@ -133,15 +133,11 @@ def fit_model(spec: TimeModelSpec, features: np.ndarray, times: np.ndarray) -> F
     n, p = a.shape
     if n < p + 2:
         raise UsageError(f"too few timed configs to fit '{spec.name}': {n}, need at least {p + 2}; time more models")
-    w = 1.0 / y if spec.weighting == "relative" else np.ones_like(y)
-    coef, scaled, scale = _solve(spec, a, y, w)
     if spec.weighting == "relative":
-        for _ in range(REWEIGHTS):
-            fitted = a @ coef
-            if np.any(fitted <= 0):
-                break
-            w = 1.0 / fitted
-            coef, scaled, scale = _solve(spec, a, y, w)
+        _, w = relative_least_squares(a, y, lambda aw, yw: _solve(spec, aw, yw)[0], passes=1 + REWEIGHTS)
+    else:
+        w = np.ones_like(y)
+    coef, scaled, scale = _solve(spec, a * w[:, None], y * w)
     residual = y * w - scaled @ (coef * scale)
     bread = np.linalg.pinv(scaled.T @ scaled)
     leverage = np.clip(np.einsum("ij,jk,ik->i", scaled, bread, scaled), 0, 1 - 1e-9)

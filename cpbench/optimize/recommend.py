@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from cpbench.family.config import Config, Space
-from cpbench.fitting.device_fit import TimePredictor
+from cpbench.fitting.time_model import TimeModel
 from cpbench.errors import UsageError
 from cpbench.family.closed_form import FEATURES, Layers
 from cpbench.optimize.search import Evaluated, Infeasible, best_under, candidates_for, evaluate_space
@@ -98,7 +98,7 @@ def resolve_target(target: float | None, max_drop: float | None, precision: Prec
     return goal, f"at most {max_drop:.4f} below the baseline's predicted {reference:.4f} (precision >= {goal:.4f})", notes
 
 
-def _picks(index: np.ndarray, evaluated: Evaluated, x: np.ndarray, probability: np.ndarray, time_model: TimePredictor,
+def _picks(index: np.ndarray, evaluated: Evaluated, x: np.ndarray, probability: np.ndarray, time_model: TimeModel,
            precision: PrecisionPredictor, baseline_s: float) -> list[Pick]:
     if not len(index):
         return []
@@ -113,7 +113,7 @@ def _picks(index: np.ndarray, evaluated: Evaluated, x: np.ndarray, probability: 
             for j in range(len(index))]
 
 
-def evaluate(space: Space, grid: str, time_model: TimePredictor, precision: PrecisionPredictor,
+def evaluate(space: Space, grid: str, time_model: TimeModel, precision: PrecisionPredictor,
              extrapolate: bool = False) -> tuple[Evaluated, float]:
     """Every candidate of the grid (only those in the trained configs' support unless
     `extrapolate`), with its predicted precision and time."""
@@ -125,8 +125,8 @@ def evaluate(space: Space, grid: str, time_model: TimePredictor, precision: Prec
     return evaluated, time.perf_counter() - started
 
 
-def recommend(space: Space, time_model: TimePredictor, precision: PrecisionPredictor, target: float, target_rule: str,
-              top: int = 5, grid: str = "integer", others: dict[str, TimePredictor] | None = None,
+def recommend(space: Space, time_model: TimeModel, precision: PrecisionPredictor, target: float, target_rule: str,
+              top: int = 5, grid: str = "integer", others: dict[str, TimeModel] | None = None,
               extrapolate: bool = False, confidence: float = DEFAULT_CONFIDENCE) -> Recommendation:
     """The fastest config whose chance of reaching `target` when trained once is at least
     `confidence`. By default only configs within the support of the trained configs (no further

@@ -211,7 +211,7 @@ def precision_section(ws, folder: Path, claims: list[list[str]]) -> tuple[Sectio
 def recommendation_section(ws, folder: Path, precision, claims: list[list[str]]) -> Section:
     """Every fitted profile's pick for a few precision drops, through the same recommend as the CLI."""
     from cpbench.family.closed_form import FEATURES, Layers
-    from cpbench.fitting.predictors import other_time_predictors
+    from cpbench.fitting.predictors import other_time_models
     from cpbench.optimize.recommend import recommend, resolve_target
     from cpbench.timing.environment import machine_summary
     from cpbench.optimize.search import Infeasible
@@ -224,7 +224,7 @@ def recommendation_section(ws, folder: Path, precision, claims: list[list[str]])
         return section
     space = space_of(precision.dataset, precision.space)
     skipped: list[str] = []
-    predictors = other_time_predictors(ws.profiles_dir, ws.models_dir, machine_summary()["hardware_id"], "", skipped)
+    predictors = other_time_models(ws.profiles_dir, ws.models_dir, machine_summary()["hardware_id"], "", skipped)
     section.missing.extend(skipped)
     rows, curves = [], {}
     base_macs = float(FEATURES["macs"](Layers.of([space.baseline]))[0])
@@ -243,7 +243,7 @@ def recommendation_section(ws, folder: Path, precision, claims: list[list[str]])
             if drop == 0.02:
                 claims.append(["2 points less precision for about 10× less complexity", "paper 000",
                                f"{name}: {macs_ratio:.0f}× fewer MACs, {pick.speedup:.1f}× less time (predicted by its "
-                               f"{time_model.name} model from {(time_model.fitted.get('fingerprint') or {}).get('cpu', 'an unknown CPU')})",
+                               f"{time_model.name} model from {time_model.cpu or 'an unknown CPU'})",
                                "yes" if macs_ratio >= 5 and pick.speedup >= 5 else "MACs yes, time no" if macs_ratio >= 5 else "no"])
             if drop == MAX_DROPS[-1]:
                 front = result.pareto

@@ -2,9 +2,7 @@
 threads, batch, graph optimisation, runtime options, measurement settings).
 
 A profile holds settings only, written by hand; what is measured lives apart, per machine, in
-the workspace's models/fits (`cpbench fit`, `cpbench calibrate`). A [fitted] table that older
-versions of cpbench wrote into a profile is still read (as that machine's fit), never written.
-Every key is checked: a typo or a wrong type is an error that names the key, never a silently
+the workspace's models/fits (`cpbench fit`, `cpbench calibrate`). Every key is checked: a typo or a wrong type is an error that names the key, never a silently
 ignored setting.
 """
 
@@ -23,7 +21,7 @@ RUNTIMES = tuple(OPTIONS)
 MAX_THREADS = 1024
 TOP_LEVEL = {
     "name": str, "description": str, "runtime": str, "provider": str, "device": str, "threads": int,
-    "batch": int, "graph_optimization": str, "options": dict, "measure": dict, "fitted": dict, "clock": str,
+    "batch": int, "graph_optimization": str, "options": dict, "measure": dict, "clock": str,
 }
 
 
@@ -40,7 +38,6 @@ class Profile:
     measure: MeasureSettings = field(default_factory=MeasureSettings)
     clock: str = "wall"  # what a run's time is: protocol.CLOCKS ('runtime': the runtime's own request latency)
     description: str = ""
-    fitted: dict | None = None
     path: Path | None = None
     runtime_options: object | None = None  # the runtime's options dataclass, parsed from `options` at load
 
@@ -87,6 +84,9 @@ def parse_profile(text: str, path: Path) -> Profile:
     except tomllib.TOMLDecodeError as exc:
         raise _fail(path, f"not valid TOML ({exc})") from None
     for key, value in data.items():
+        if key == "fitted":
+            raise _fail(path, "a profile holds settings only, and its [fitted] table is not read: fits live in "
+                              "models/fits; remove the table and run 'cpbench fit' or 'cpbench calibrate' for this profile")
         if key not in TOP_LEVEL:
             raise _fail(path, f"unknown key '{key}'; known keys: {', '.join(TOP_LEVEL)}")
         expected = TOP_LEVEL[key]
@@ -132,7 +132,6 @@ def parse_profile(text: str, path: Path) -> Profile:
         measure=settings,
         clock=data.get("clock", "wall"),
         description=data.get("description", ""),
-        fitted=data.get("fitted"),
         path=path,
     )
 

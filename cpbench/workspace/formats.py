@@ -3,6 +3,7 @@ function reads them all, refusing a version this cpbench does not know with a cl
 
 from __future__ import annotations
 
+import gzip
 import json
 import tomllib
 from pathlib import Path
@@ -28,11 +29,18 @@ def check_format(payload: dict, version: int, what: str, fix: str) -> dict:
 
 
 def read_versioned(path: Path, version: int, fix: str) -> dict:
-    """A JSON or TOML file of cpbench's, parsed and checked against `version`."""
+    """A JSON (plain or gzip-compressed, `.json.gz`) or TOML file of cpbench's, parsed and checked
+    against `version`."""
+    path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {path} ({exc.strerror or type(exc).__name__}); check the path and its permissions") from None
+    try:
+        if path.suffix == ".gz":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise UsageError(f"{path} is not gzip-compressed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); {fix}") from None
     try:
         text = raw.decode("utf-8")
         payload = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
@@ -45,5 +53,11 @@ def read_versioned(path: Path, version: int, fix: str) -> dict:
 
 
 def write_json(path: Path, payload: dict, version: int) -> Path:
-    write_atomically(path, (json.dumps(stamp(payload, version), indent=2, default=str) + "\n").encode())
+    """Written atomically; a `.json.gz` path is gzip-compressed, compact and reproducible (mtime 0)."""
+    path = Path(path)
+    if path.suffix == ".gz":
+        text = json.dumps(stamp(payload, version), separators=(",", ":"), default=str)
+        write_atomically(path, gzip.compress(text.encode(), mtime=0))
+    else:
+        write_atomically(path, (json.dumps(stamp(payload, version), indent=2, default=str) + "\n").encode())
     return path
