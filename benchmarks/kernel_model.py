@@ -24,9 +24,8 @@ from _family_set import config_of, cpbench, export, random_configs, round_min
 from cpbench.family.closed_form import FEATURES, Layers
 from cpbench.family.config import Config
 from cpbench.family.kernels import whole_network
-from cpbench.fitting.kernel_model import _relative_fit, fit_kernel_model
-from cpbench.fitting.predictors import kernel_predictor
-from cpbench.timing.calibration import calibration_path
+from cpbench.fitting.kernel_model import fit_kernel_model, relative_fit
+from cpbench.timing.calibration import calibration_path, load_calibration
 from cpbench.timing.environment import fingerprint
 
 
@@ -74,8 +73,8 @@ def main() -> None:
         units = [f"--{name}" for name in ("pairs", "whole", "blocks") if getattr(args, name)]
         cpbench("calibrate", "--device", args.device, "-w", str(ws), *units)
         print(f"calibration of '{args.device}': {time.perf_counter() - started:.0f} s end to end (goal: 600 s or less)")
-    predictor = kernel_predictor(path, args.device, reference=False)
-    calibration = predictor.kernel_model.calibration
+    calibration = load_calibration(path)
+    predictor = fit_kernel_model(calibration)  # what calibrate saved: the same fit of the same file
     test_ws = ws / f"test-{args.device}"
     configs = random_configs(args.configs, args.seed)
     export(configs, test_ws)
@@ -95,13 +94,13 @@ def main() -> None:
     print(f"  kernel model   {errors(predicted, measured)}  95 % interval held {np.mean((measured >= low) & (measured <= high)):.0%}")
     as_timed = fit_kernel_model(calibration, denoise=False).predict_configs(tested)  # the same model, cells as timed
     print(f"  (cells as timed, not denoised: {errors(as_timed, measured)})")
-    model = predictor.kernel_model
+    model = predictor
     print(f"  composition chosen on the calibration networks: {model.composition} (k-fold MAPE "
           + ", ".join(f"{name} {v:.1%}" for name, v in model.choice_kfold.items()) + ")")
     if len(model.table.compositions) > 1:  # every composition of the same calibration; the model chose one on its k-fold
         networks = Layers.of(cal_configs, calibration.in_channels)
         for name in model.table.compositions:
-            coef = _relative_fit(model.table.terms(networks, name), cal_t)
+            coef = relative_fit(model.table.terms(networks, name), cal_t)
             shown = model.table.terms(Layers.of(tested, calibration.in_channels), name) @ coef
             print(f"  (composed of {name:8s}: {errors(shown, measured)})")
     if model.composition == "networks":  # a test config may be a cell of the sampled tables: its own network, timed

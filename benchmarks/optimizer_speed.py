@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from cpbench.family.config import Space
-from cpbench.fitting.predictors import time_predictor
+from cpbench.fitting.predictors import time_model as locate_and_load
 from cpbench.optimize.search import best_under, evaluate_space, integer_space
 from cpbench.fitting.precision_predictor import load_precision
 from cpbench.timing.profiles import SHIPPED, load_profile
@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as empty:
-        time_model = time_predictor(load_profile(args.device, SHIPPED), Path(empty) / "models", "a-fresh-clone").predictor
+        time_model = locate_and_load(load_profile(args.device, SHIPPED), Path(empty) / "models", "a-fresh-clone").model
         precision = load_precision(Path(empty), "fashionmnist", None)
         # the kernel model answers inside the space it was calibrated on (a wider one needs its own calibration)
         label, space = "FashionMNIST space (f<=64, s<=28, k<=5, l<=3)", Space("fm", precision.baseline, (), (), (), ())

@@ -295,7 +295,7 @@ def test_whole_network_tables_completed_together_predict_unseen_networks_and_bea
     machine): the tables completed together as one matrix of f by (l, k, s), and the map, predict
     200 unseen networks within 2 %; each table completed alone, at least twice as far off."""
     from cpbench.family.config import random_from_space
-    from cpbench.fitting import kernel_model
+    from cpbench.fitting import kernel_table
 
     calibration, network = _synthetic_calibration(noise=0.01, whole=True)
     unseen = random_from_space(FASHION_MNIST, 200, seed=5, exclude={Config.parse(c) for c in calibration.networks})
