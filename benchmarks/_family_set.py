@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from cpbench.family.config import FASHION_MNIST, Config, random_from_space
-from cpbench.timing.calibration import CalibrationDesign, plan_networks
+from cpbench.timing.calibration_design import CalibrationDesign, plan_networks
 
 
 def random_configs(n: int, seed: int) -> list[Config]:

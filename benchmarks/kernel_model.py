@@ -25,7 +25,7 @@ from cpbench.family.closed_form import FEATURES, Layers
 from cpbench.family.config import Config
 from cpbench.family.kernels import whole_network
 from cpbench.fitting.kernel_model import fit_kernel_model, relative_fit
-from cpbench.timing.calibration import calibration_path, load_calibration
+from cpbench.timing.calibration_record import calibration_path, load_calibration
 from cpbench.timing.environment import fingerprint
 
 

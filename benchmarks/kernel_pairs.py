@@ -27,7 +27,8 @@ import numpy as np
 from cpbench.errors import UsageError
 from cpbench.family.config import FASHION_MNIST, Config, random_from_space
 from cpbench.family.kernels import EMPTY, classifier, first, first_pair, inner, inner_pair, kernel_graph, network_graph
-from cpbench.timing.calibration import CalibrationDesign, _run_chunk, _settings
+from cpbench.timing.calibration_design import CalibrationDesign
+from cpbench.timing.calibration import _run_chunk, _settings
 from cpbench.timing.profiles import SHIPPED, load_profile
 from cpbench.timing.runtimes import DeviceUnavailable
 

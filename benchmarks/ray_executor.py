@@ -15,7 +15,7 @@ from pathlib import Path
 from cpbench.family.config import FASHION_MNIST, random_from_space
 from cpbench.export.plan import plan_export
 from cpbench.export.ray_executor import RaySettings, import_ray, run_sweep_ray
-from cpbench.workspace.store import Workspace
+from cpbench.workspace.folder import Workspace
 from cpbench.export.sweep import run_sweep
 
 GOAL_OVERHEAD_S = 0.5

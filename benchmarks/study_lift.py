@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cpbench.export.precision_study import read_results
 from cpbench.family.config import Config
-from cpbench.fitting.precision_models import seed_spread
+from cpbench.fitting.precision_eval import seed_spread
 
 REFERENCE = Path(__file__).resolve().parents[1] / "cpbench" / "reference"
 

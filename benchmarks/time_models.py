@@ -25,7 +25,7 @@ from cpbench.fitting.device_fit import fit_device
 from cpbench.family.closed_form import Layers, feature_matrix
 from cpbench.fitting.observations import load_observations
 from cpbench.family.presets import get_preset
-from cpbench.workspace.store import Workspace
+from cpbench.workspace.folder import Workspace
 
 GOAL_MAPE, GOAL_WITHIN_10 = 0.05, 0.95
 

@@ -12,7 +12,8 @@ from cpbench.timing.environment import fingerprint
 from cpbench.family.closed_form import FEATURES, Layers
 from cpbench.timing.profiles import SHIPPED, load_profile
 from cpbench.timing.runner import ModelTiming, TimingRun
-from cpbench.workspace.store import ModelRecord, Workspace
+from cpbench.workspace.records import ModelRecord
+from cpbench.workspace.folder import Workspace
 from cpbench.timing.protocol import summarize
 from test_cli import assert_one_line_error
 

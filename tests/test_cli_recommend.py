@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from cpbench.family.config import FASHION_MNIST, grids_2d, sweeps_1d
-from cpbench.fitting.precision_models import MODELS, normalise, study
+from cpbench.fitting.precision_models import MODELS, normalise
+from cpbench.fitting.precision_eval import fit_and_judge
 from cpbench.fitting.precision_predictor import REFERENCE, save_study
 from cpbench.timing.profiles import SHIPPED
-from cpbench.workspace.store import Workspace
+from cpbench.workspace.folder import Workspace
 from test_cli import assert_one_line_error
 from test_cli_fit import add_run, copy_hand_written, random_configs, truth
 
@@ -19,7 +20,7 @@ def synthetic_precision(ws: Workspace, recipe: str = "smoke") -> None:
     configs = sweeps_1d(FASHION_MNIST) + grids_2d(FASHION_MNIST)
     theta = np.array([0.93, 0.02, 0.03, 0.01, 0.015, 0.8, 0.9, 1.2, 0.7, 0.05, 2.0])
     p = MODELS["saturating"](theta, normalise(configs, FASHION_MNIST.baseline))
-    result = study(configs, p, FASHION_MNIST.baseline, "fashionmnist", recipe)
+    result = fit_and_judge(configs, p, FASHION_MNIST.baseline, "fashionmnist", recipe)
     save_study(result, ws.models_dir / "precision", {"cpu": "synthetic", "hardware_id": "synthetic"})
 
 

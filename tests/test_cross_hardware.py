@@ -3,7 +3,7 @@
 import json
 
 from cpbench.timing.profiles import SHIPPED
-from cpbench.workspace.store import Workspace
+from cpbench.workspace.folder import Workspace
 from test_cli import assert_one_line_error
 from test_cli_fit import add_run, copy_hand_written, random_configs, truth
 

@@ -14,7 +14,8 @@ from cpbench.family.kernels import (classifier, first, first_pair, inner, inner_
                                     network_graph, whole_network)
 from cpbench.fitting.completion import complete
 from cpbench.fitting.kernel_model import fit_kernel_model
-from cpbench.timing.calibration import Calibration, CalibrationDesign, conv_axes, load_calibration, plan_kernels, save_calibration
+from cpbench.timing.calibration_record import Calibration, load_calibration, save_calibration
+from cpbench.timing.calibration_design import CalibrationDesign, conv_axes, plan_kernels
 
 
 def _ops(model) -> list[tuple]:
@@ -105,7 +106,7 @@ def test_whole_networks_are_planned_over_every_f_and_s_of_each_depth_instead_of_
 def test_calibrate_times_whole_networks_under_openvino_and_blocks_under_onnxruntime_by_default():
     """The designs `cpbench calibrate` runs when given no options, each sized for 10 minutes here,
     and what --pairs, --whole and --blocks change."""
-    from cpbench.timing.calibration import default_design
+    from cpbench.timing.calibration_design import default_design
 
     ort, ov = default_design("onnxruntime"), default_design("openvino")
     assert (ort.whole, ort.pairs, ort.share, ort.full_s, ort.rounds, ort.runs, ort.networks) == (False, False, 1.0, 4, 3, 50, 40)
@@ -124,7 +125,7 @@ def test_the_calibration_networks_span_the_sizes_recommend_predicts():
     baseline (every speed-up divides by the baseline's time): every quarter of the log-MACs range
     from a 1-filter network to the baseline holds some of them, the largest near the baseline."""
     from cpbench.family.closed_form import Layers, total_macs
-    from cpbench.timing.calibration import plan_networks
+    from cpbench.timing.calibration_design import plan_networks
 
     networks = plan_networks(FASHION_MNIST, CalibrationDesign())
     assert len(set(networks)) == 40
@@ -217,7 +218,7 @@ def _synthetic_calibration(noise: float, seed: int = 0, layout: float = 0.0, pai
     design = CalibrationDesign(networks=40, pairs=pairs and not whole, whole=whole, share=0.05 if whole else 1.0,
                                full_s=lines, full_f=lines)
     kernels = plan_kernels(FASHION_MNIST, design)
-    from cpbench.timing.calibration import plan_networks
+    from cpbench.timing.calibration_design import plan_networks
 
     calibration = Calibration(
         device="sim", space="fashionmnist", in_channels=1, design={}, profile={}, fingerprint={"hardware_id": "sim", "hardware": {"cpu": "sim"}},
@@ -232,7 +233,7 @@ def _synthetic_calibration(noise: float, seed: int = 0, layout: float = 0.0, pai
 
 def test_without_denoising_every_measured_cell_keeps_its_time_as_timed():
     from cpbench.fitting.kernel_table import KernelTable
-    from cpbench.timing.calibration import round_min
+    from cpbench.timing.calibration_record import round_min
 
     calibration, _ = _synthetic_calibration(noise=0.2)
     denoised = KernelTable.from_calibration(calibration)

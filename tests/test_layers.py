@@ -89,3 +89,10 @@ def test_the_checker_sees_nested_and_top_level_imports(tmp_path, source, expecte
     path = tmp_path / "m.py"
     path.write_text(source)
     assert expected in [name for _, name in _imports(path)]
+
+
+def test_no_module_holds_more_than_one_room_of_code():
+    """Each module holds one job; past 400 lines it is holding several and is split."""
+    crowded = [f"{path.relative_to(PACKAGE.parent)}: {n} lines" for _, path in _modules()
+               if (n := len(path.read_text(encoding="utf-8").splitlines())) > 400]
+    assert not crowded, "modules over 400 lines:\n" + "\n".join(crowded)

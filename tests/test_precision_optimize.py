@@ -7,7 +7,8 @@ from cpbench.family.config import FASHION_MNIST, Config, grids_2d, random_from_g
 from cpbench.errors import UsageError
 from cpbench.family.closed_form import FEATURES, Layers
 from cpbench.optimize.search import Infeasible, best_under, evaluate_space, integer_space, paper_grid
-from cpbench.fitting.precision_models import MODELS, fit_precision_model, normalise, study, subset_for
+from cpbench.fitting.precision_models import MODELS, fit_precision_model, normalise
+from cpbench.fitting.precision_eval import fit_and_judge, subset_for
 
 BASE = FASHION_MNIST.baseline
 
@@ -64,7 +65,7 @@ def test_study_holds_out_the_held_out_set_and_picks_an_integrated_model():
     rng = np.random.default_rng(0)
     p = saturating_truth(normalise(configs, BASE)) + 0.002 * rng.standard_normal(len(configs))
     mask = np.array([c in set(random) for c in configs])
-    result = study(configs, p, BASE, "fashionmnist", "synthetic", mask)
+    result = fit_and_judge(configs, p, BASE, "fashionmnist", "synthetic", mask)
     assert result.best in ("eq6", "saturating")
     best = result.evaluations[result.best]
     assert best.held_out_kind == "held-out set" and best.held_out.n == 12 and best.held_out.mape < 0.01
@@ -75,7 +76,7 @@ def test_study_holds_out_the_held_out_set_and_picks_an_integrated_model():
     assert result.baseline_precision == pytest.approx(p[configs.index(BASE)])
     assert {"eq2-f", "eq2-s", "eq3", "eq4", "eq5"} <= set(result.evaluations)
     with pytest.raises(UsageError, match="too few"):
-        study(configs[:2], p[:2], BASE, "fashionmnist", "synthetic")
+        fit_and_judge(configs[:2], p[:2], BASE, "fashionmnist", "synthetic")
 
 
 def test_integer_space_is_every_buildable_config():

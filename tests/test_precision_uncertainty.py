@@ -11,7 +11,8 @@ from cpbench.export.precision_study import StudyResult, append_result, plan_stud
 from cpbench.errors import UsageError
 from cpbench.family.config import FASHION_MNIST, Config
 from cpbench.fitting.precision_data import points_from_study
-from cpbench.fitting.precision_models import MODELS, normalise, seed_spread, study
+from cpbench.fitting.precision_models import MODELS, normalise
+from cpbench.fitting.precision_eval import seed_spread, fit_and_judge
 from cpbench.fitting.precision_predictor import predictor_from_file, save_study
 
 BASE = FASHION_MNIST.baseline
@@ -37,7 +38,7 @@ def synthetic_results(seed: int = 0) -> list[StudyResult]:
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     points = points_from_study(synthetic_results())
-    result = study(points.configs, points.precision, BASE, "fashionmnist", "synthetic", points.holdout, 0, points.seeds)
+    result = fit_and_judge(points.configs, points.precision, BASE, "fashionmnist", "synthetic", points.holdout, 0, points.seeds)
     folder = tmp_path_factory.mktemp("fit")
     path = save_study(result, folder, {"cpu": "test CPU"}, space="fashionmnist")
     return result, predictor_from_file(path, reference=False)

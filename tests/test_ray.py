@@ -31,7 +31,7 @@ def test_ray_sweep_matches_the_local_executor_and_resumes(cli, tmp_path):
 def test_a_failing_task_is_retried_then_recorded_and_the_sweep_goes_on(tmp_path):
     from cpbench.export.plan import plan_export
     from cpbench.export.ray_executor import RaySettings, run_sweep_ray
-    from cpbench.workspace.store import Workspace
+    from cpbench.workspace.folder import Workspace
 
     good, other = plan_export(None, ["4,8,3,1", "5,8,3,1"], untrained=True, threads=1)
     bad = replace(other, exporter="no-such-exporter")  # fails inside the worker, every time

@@ -65,7 +65,7 @@ def test_another_machines_fit_is_never_shown_as_measured_here(cli, tmp_path):
     theirs, and the time section (this machine's fits only) says none was made here."""
     from cpbench.report.sections import build_report
     from cpbench.timing.profiles import SHIPPED
-    from cpbench.workspace.store import Workspace
+    from cpbench.workspace.folder import Workspace
     from test_cli_fit import add_run, copy_hand_written, random_configs, truth
 
     ws = Workspace(tmp_path)

@@ -11,7 +11,9 @@ import pytest
 from cpbench.family.config import LFW, Config
 from cpbench.fitting.precision_models import MODELS, normalise
 from cpbench.timing.profiles import SHIPPED
-from cpbench.workspace.store import MIGRATIONS, Store, Workspace, default_space, space_of
+from cpbench.workspace.store import MIGRATIONS, Store
+from cpbench.workspace.folder import Workspace
+from cpbench.family.config import default_space, space_of
 from test_cli_fit import add_run, copy_hand_written, record, truth
 
 DATASET = "imagefolder-faces"

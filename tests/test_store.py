@@ -3,7 +3,8 @@ import sqlite3
 import pytest
 
 from cpbench.errors import UsageError
-from cpbench.workspace.store import SCHEMA_VERSION, ModelRecord, Store
+from cpbench.workspace.store import SCHEMA_VERSION, Store
+from cpbench.workspace.records import ModelRecord
 
 
 def record(name: str, accuracy: float | None = 0.9) -> ModelRecord:
@@ -82,7 +83,7 @@ def test_a_read_only_workspace_is_readable_and_an_empty_store_beside_models_is_r
     import stat
 
     from cpbench.errors import UsageError
-    from cpbench.workspace.store import Workspace
+    from cpbench.workspace.folder import Workspace
 
     ws = tmp_path / "ws"
     assert cli("export", "--config", "4,8,3,1", "--untrained", "-w", str(ws)).returncode == 0

@@ -4,7 +4,7 @@ import dataclasses
 
 from cpbench.family.config import Config
 from cpbench.export.data import DatasetSpec
-from cpbench.workspace.store import Workspace
+from cpbench.workspace.folder import Workspace
 from cpbench.export.sweep import ExportJob, run_sweep
 
 

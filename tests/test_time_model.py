@@ -100,7 +100,7 @@ def _calibration_here(workspace: Path) -> Path:
     from dataclasses import replace
 
     from cpbench.fitting.predictors import REFERENCE_FITS
-    from cpbench.timing.calibration import load_calibration, save_calibration
+    from cpbench.timing.calibration_record import load_calibration, save_calibration
 
     shipped = load_calibration(sorted(REFERENCE_FITS.glob("cpu-1thread-*.calibration.json.gz"))[0])
     here = replace(shipped, fingerprint={**shipped.fingerprint, "hardware_id": _hardware_id()})
@@ -125,7 +125,7 @@ def test_a_saved_kernel_model_reads_back_to_the_same_answers(tmp_path):
     """save then load: the tables, composition, interval and provenance survive the file."""
     from cpbench.fitting.kernel_model import fit_kernel_model
     from cpbench.fitting.predictors import REFERENCE_FITS, load_time_model, save_time_model
-    from cpbench.timing.calibration import load_calibration
+    from cpbench.timing.calibration_record import load_calibration
 
     calibration = load_calibration(sorted(REFERENCE_FITS.glob("cpu-1thread-*.calibration.json.gz"))[0])
     model = fit_kernel_model(calibration)

@@ -31,11 +31,12 @@ def calibrate_command(
     from cpbench.errors import check_choice
     from cpbench.fitting.kernel_model import fit_kernel_model
     from cpbench.fitting.predictors import model_path, save_time_model
-    from cpbench.timing.calibration import (calibrate, calibration_path, default_design, journal_path, load_calibration,
-                                            save_calibration)
+    from cpbench.timing.calibration import calibrate, journal_path
+    from cpbench.timing.calibration_record import calibration_path, load_calibration, save_calibration
+    from cpbench.timing.calibration_design import default_design
     from cpbench.timing.environment import fingerprint
     from cpbench.timing.profiles import load_profile
-    from cpbench.workspace.store import Workspace
+    from cpbench.workspace.folder import Workspace
 
     check_choice(dataset, SPACES, "dataset")
     ws = Workspace(workspace)

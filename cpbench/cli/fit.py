@@ -29,7 +29,7 @@ def fit_command(
     from cpbench.fitting.observations import load_observations
     from cpbench.timing.profiles import load_profile
     from cpbench.cli.views.fit import fit_summary
-    from cpbench.workspace.store import Workspace
+    from cpbench.workspace.folder import Workspace
 
     from cpbench.fitting.time_models import get_model_spec
 
@@ -111,7 +111,7 @@ def predict_command(
     from cpbench.family.closed_form import FEATURES, Layers
     from cpbench.timing.profiles import load_profile
     from cpbench.cli.views.common import fmt_macs, fmt_seconds
-    from cpbench.workspace.store import Workspace
+    from cpbench.workspace.folder import Workspace
 
     configs = [Config.parse(c) for c in config]
     ws = Workspace(workspace)
@@ -166,7 +166,7 @@ def profiles_list(workspace: WorkspaceOption = Path("."), as_json: JsonOption = 
     from cpbench.fitting.predictors import locate_time_model
     from cpbench.timing.environment import fingerprint
     from cpbench.timing.profiles import loadable_profiles
-    from cpbench.workspace.store import Workspace
+    from cpbench.workspace.folder import Workspace
 
     ws = Workspace(workspace)
     here = fingerprint()["hardware_id"]
@@ -200,7 +200,7 @@ def profiles_show(
     from cpbench.fitting.predictors import locate_time_model
     from cpbench.timing.environment import fingerprint
     from cpbench.timing.profiles import load_profile
-    from cpbench.workspace.store import Workspace
+    from cpbench.workspace.folder import Workspace
 
     ws = Workspace(workspace)
     here = fingerprint()["hardware_id"]

@@ -24,10 +24,11 @@ def fit_precision_command(
     from cpbench.export.precision_study import read_results, shipped_study
     from cpbench.cli.views.precision import precision_study_view
     from cpbench.fitting.precision_data import points_from_records, points_from_study, study_machine
-    from cpbench.fitting.precision_models import study
+    from cpbench.fitting.precision_eval import fit_and_judge
     from cpbench.fitting.precision_predictor import save_study
     from cpbench.timing.environment import machine_summary
-    from cpbench.workspace.store import Workspace, space_of
+    from cpbench.workspace.folder import Workspace
+    from cpbench.family.config import space_of
 
     ws = Workspace(workspace)
     if study_file is not None:
@@ -49,7 +50,7 @@ def fit_precision_command(
     dataset, recipe = points.dataset, points.recipe
     space = space_of(dataset, points.space)
     with err.status(f"fitting precision models to {len(configs)} trained configs"):
-        result = study(configs, precision, space.baseline, dataset, recipe, holdout, seed, seeds)
+        result = fit_and_judge(configs, precision, space.baseline, dataset, recipe, holdout, seed, seeds)
     path = save_study(result, out_dir or ws.models_dir / "precision", machine, source, space.name)
     if as_json:
         print_json({**result.as_dict(), "written": str(path)})
@@ -81,7 +82,8 @@ def recommend_command(
     from cpbench.optimize.search import GRIDS
     from cpbench.timing.environment import fingerprint
     from cpbench.timing.profiles import load_profile
-    from cpbench.workspace.store import Workspace, space_of
+    from cpbench.workspace.folder import Workspace
+    from cpbench.family.config import space_of
 
     check_choice(grid, GRIDS, "grid")
     if not 1 <= verify_seeds <= 10:

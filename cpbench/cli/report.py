@@ -21,7 +21,7 @@ def report_command(
     from cpbench.errors import UsageError
     from cpbench.report.sections import build_report
     from cpbench.report.writers import CLAIMS_HEADER
-    from cpbench.workspace.store import Workspace
+    from cpbench.workspace.folder import Workspace
 
     if name is not None and (not name or "/" in name or name.startswith(".")):
         raise UsageError(f"--name must be a plain folder name, got {name!r}")

@@ -23,7 +23,7 @@ def export_command(
     """Write every run (fingerprints, measurements, per-round summaries), the models they timed and the saved fits to FILE."""
     from cpbench.timing.environment import machine_summary
     from cpbench.workspace.bundle import export_bundle, write_bundle
-    from cpbench.workspace.store import Workspace
+    from cpbench.workspace.folder import Workspace
 
     bundle = export_bundle(Workspace(workspace), machine_summary())
     write_bundle(file, bundle)
@@ -42,7 +42,7 @@ def import_command(
 ) -> None:
     """Merge a bundle: what is already here is skipped; a clash of ids with other content imports nothing."""
     from cpbench.workspace.bundle import import_bundle, read_bundle
-    from cpbench.workspace.store import Workspace
+    from cpbench.workspace.folder import Workspace
 
     bundle = read_bundle(file)
     ws = Workspace(workspace)
@@ -69,7 +69,7 @@ def hardware_command(
     from cpbench.fitting.precision_predictor import load_precision
     from cpbench.report.hardware import hardware_rows
     from cpbench.timing.environment import fingerprint
-    from cpbench.workspace.store import Workspace
+    from cpbench.workspace.folder import Workspace
 
     ws = Workspace(workspace)
     try:

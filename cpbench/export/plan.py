@@ -13,7 +13,7 @@ from cpbench.export.onnx_export import EXPORTERS
 from cpbench.family.presets import get_preset
 from cpbench.export.sweep import ExportJob
 from cpbench.export.train import Recipe, get_recipe, training_device
-from cpbench.workspace.store import default_space
+from cpbench.family.config import default_space
 
 
 def resolve_recipe(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from cpbench.errors import UsageError, first_line
 from cpbench.workspace.ray_cluster import import_ray, start_ray
-from cpbench.workspace.store import Workspace
+from cpbench.workspace.folder import Workspace
 from cpbench.export.sweep import Job, JobOutcome, SilentObserver, SweepObserver, SweepSummary, already_done, check_inputs, commit_job
 
 @dataclass(frozen=True)

@@ -24,7 +24,10 @@ from cpbench.errors import UsageError, first_line
 from cpbench.export.onnx_export import ExportedModel, export_onnx
 from cpbench.workspace.files import sha256_of, stable_hash, write_atomically
 from cpbench.family.network import build_family_model, count_parameters
-from cpbench.workspace.store import ModelRecord, Store, Workspace, default_space
+from cpbench.workspace.records import ModelRecord
+from cpbench.workspace.store import Store
+from cpbench.workspace.folder import Workspace
+from cpbench.family.config import default_space
 from cpbench.export.train import RECIPES, Recipe, TrainResult, train_model
 
 UNTRAINED = "untrained"

@@ -22,7 +22,7 @@ from cpbench.errors import UsageError
 from cpbench.export.onnx_export import export_onnx, to_onnx
 from cpbench.family.network import count_parameters
 from cpbench.workspace.files import stable_hash
-from cpbench.workspace.store import ModelRecord
+from cpbench.workspace.records import ModelRecord
 from cpbench.export.sweep import UNTRAINED, JobResult, SweepObserver, model_file, untrained_fields
 
 # Paper 003, Table 1: (row label, torchvision model, GFLOPs as printed). Its FLOPs are 2 x MACs at 224x224.

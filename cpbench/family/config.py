@@ -12,7 +12,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from cpbench.errors import UsageError
+from cpbench.errors import UsageError, check_choice
 
 MAX_F, MAX_S, MAX_K, MAX_L = 4096, 4096, 64, 16  # far beyond any useful network; keeps arithmetic in int64
 _ID_PATTERN = re.compile(r"^f(\d+)-s(\d+)-k(\d+)-l(\d+)$")
@@ -195,3 +195,16 @@ def random_from_space(space: Space, n: int, seed: int, exclude: set[Config] | No
             taken.add(config)
             out.append(config)
     return out
+
+
+def default_space(dataset: str) -> str:
+    """The one rule for a dataset's search space when none was chosen: FashionMNIST's own, else
+    paper 000's LFW space (64 x 64 inputs), which image folders are planned on."""
+    return "fashionmnist" if dataset == "fashionmnist" else "lfw"
+
+
+def space_of(dataset: str, stored: str | None = None):
+    """The search space of a dataset's models: the one stored with them, else the default rule."""
+    name = stored or default_space(dataset)
+    check_choice(name, SPACES, "space")
+    return SPACES[name]

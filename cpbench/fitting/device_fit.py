@@ -16,7 +16,7 @@ from cpbench.fitting.time_models import (
     SelectionHonest, evaluate, fit_model, nested_f_test, power_law, selection_honest, verdict,
 )
 from cpbench.family.config import Config
-from cpbench.workspace.store import space_of
+from cpbench.family.config import space_of
 from cpbench.errors import UsageError, calibration_hint, check_choice
 from cpbench.fitting.fitted_time_model import FITTED_FORMAT
 from cpbench.family.closed_form import FEATURES, Layers, feature_matrix

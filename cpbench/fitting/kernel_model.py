@@ -37,7 +37,7 @@ from cpbench.fitting.kernel_table import BLOCK_TERMS, COMPOSITION_TERMS, KernelT
 from cpbench.fitting.least_squares import relative_least_squares
 from cpbench.fitting.metrics import ErrorMetrics, error_metrics, kfold_indices, out_of_fold
 from cpbench.fitting.time_model import HeldOut, Provenance, TimeModel, run_settings
-from cpbench.timing.calibration import Calibration, round_min
+from cpbench.timing.calibration_record import Calibration, round_min
 
 
 def relative_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:

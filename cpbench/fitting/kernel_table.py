@@ -15,7 +15,7 @@ from cpbench.errors import UsageError
 from cpbench.family.closed_form import Layers
 from cpbench.family.kernels import network_depth, network_kind
 from cpbench.fitting.completion import complete, denoises
-from cpbench.timing.calibration import Calibration, round_min
+from cpbench.timing.calibration_record import Calibration, round_min
 
 BLOCK_TERMS = ("constant", "first", "inner", "classifier", "boundaries")
 COMPOSITION_TERMS = {"blocks": BLOCK_TERMS, "pairs": BLOCK_TERMS, "networks": ("constant", "network")}

@@ -12,7 +12,7 @@ import numpy as np
 from cpbench.export.precision_study import HOLDOUT_ROLES, StudyResult
 from cpbench.errors import UsageError
 from cpbench.family.config import Config
-from cpbench.fitting.precision_models import SeedSpread, seed_spread
+from cpbench.fitting.precision_eval import SeedSpread, seed_spread
 
 
 @dataclass

@@ -17,7 +17,8 @@ import numpy as np
 from cpbench import __version__
 from cpbench.errors import UsageError
 from cpbench.family.config import SPACES, Config
-from cpbench.fitting.precision_models import MODELS, PARAMS, PrecisionStudy, normalise
+from cpbench.fitting.precision_models import MODELS, PARAMS, normalise
+from cpbench.fitting.precision_eval import PrecisionFitReport
 from cpbench.workspace.formats import read_versioned, write_json
 
 REFERENCE = Path(__file__).resolve().parents[1] / "reference"
@@ -45,7 +46,7 @@ def nearest_distances(points: np.ndarray, queries: np.ndarray, k: int) -> tuple[
     return np.take_along_axis(d, index, axis=1), index
 
 
-def uncertainty_table(result: PrecisionStudy) -> dict:
+def uncertainty_table(result: PrecisionFitReport) -> dict:
     """What the predictor needs to say how sure it is: each trained config's held-out residual
     (out-of-fold for fitted configs, the final fit's for the held-out set), the seed spread, and
     the support radius of the trained configs."""
@@ -61,7 +62,7 @@ def uncertainty_table(result: PrecisionStudy) -> dict:
             "seed_sd": result.seeds.sd if result.seeds else None, "support_radius": radius}
 
 
-def save_study(result: PrecisionStudy, folder: Path, machine: dict, source: dict | None = None, space: str | None = None) -> Path:
+def save_study(result: PrecisionFitReport, folder: Path, machine: dict, source: dict | None = None, space: str | None = None) -> Path:
     path = folder / f"{study_name(result.dataset, result.recipe)}.json"
     payload = {**result.as_dict(), "uncertainty": uncertainty_table(result),
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpbench_version": __version__,

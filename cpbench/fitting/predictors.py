@@ -18,7 +18,7 @@ from cpbench.fitting.device_fit import fit_record_path, load_fit_record
 from cpbench.fitting.fitted_time_model import from_record
 from cpbench.fitting.kernel_model import KernelModel
 from cpbench.fitting.time_model import TimeModel
-from cpbench.timing.calibration import calibration_path
+from cpbench.timing.calibration_record import calibration_path
 
 REFERENCE_FITS = Path(__file__).resolve().parents[1] / "reference" / "fits"
 MODEL_FORMAT = 1

@@ -40,7 +40,7 @@ def _pick(predictor, precision, target: float | None) -> tuple[str | None, float
         return None, None
     from cpbench.optimize.recommend import recommend
     from cpbench.optimize.search import Infeasible
-    from cpbench.workspace.store import space_of
+    from cpbench.family.config import space_of
 
     try:
         result = recommend(space_of(precision.dataset, precision.space), predictor, precision, target,

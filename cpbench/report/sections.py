@@ -216,7 +216,7 @@ def recommendation_section(ws, folder: Path, precision, claims: list[list[str]])
     from cpbench.timing.environment import machine_summary
     from cpbench.optimize.search import Infeasible
     from cpbench.report import plots
-    from cpbench.workspace.store import space_of
+    from cpbench.family.config import space_of
 
     section = Section("Recommendations: the fastest network per device likely to reach a target (paper 000 eq. 7)")
     if precision is None:

@@ -15,7 +15,7 @@ from cpbench.errors import UsageError
 from cpbench.timing.protocol import geometric_mean
 
 if TYPE_CHECKING:
-    from cpbench.workspace.store import RunRecord
+    from cpbench.workspace.records import RunRecord
 
 ALPHA = 0.05
 EFFECT = 0.03  # a difference under 3 % is 'same' however significant: below the run-to-run noise of a shared VM

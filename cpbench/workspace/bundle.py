@@ -16,7 +16,8 @@ from cpbench import __version__
 from cpbench.errors import UsageError
 from cpbench.workspace.files import write_atomically
 from cpbench.workspace.formats import check_format, stamp
-from cpbench.workspace.store import ModelRecord, RunRecord, Workspace
+from cpbench.workspace.records import ModelRecord, RunRecord
+from cpbench.workspace.folder import Workspace
 
 BUNDLE_FORMAT = 1
 KIND = "cpbench-results"
@@ -95,7 +96,7 @@ class ImportSummary:
 
 
 def _run_record(row: dict) -> RunRecord:
-    from cpbench.workspace.store import MeasurementRecord
+    from cpbench.workspace.records import MeasurementRecord
 
     values = dict(row)
     measurements = [MeasurementRecord(**m) for m in values.pop("measurements")]

@@ -1,4 +1,4 @@
-"""The workspace (a folder with models/, profiles/, reports/) and its embedded SQLite store.
+"""The workspace's embedded SQLite store (cpbench.workspace.folder holds the folder itself).
 
 Each finished model is one row, committed as soon as its file is in place, so an interrupted
 sweep keeps everything it finished. The schema is versioned with PRAGMA user_version and grows by
@@ -11,20 +11,17 @@ import contextlib
 import json
 import os
 import sqlite3
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cpbench.errors import UsageError, check_choice
+from cpbench.errors import UsageError
+from cpbench.workspace.records import MeasurementRecord, ModelRecord, RunRecord, RunSummary
 
 if TYPE_CHECKING:
-    from cpbench.counting.count import GraphCount
+    pass
 
-STORE_NAME = "cpbench.sqlite"
-LOCK_NAME = ".cpbench.lock"
 
 MIGRATIONS: list[str] = [
     # 1: models
@@ -111,223 +108,6 @@ MIGRATIONS: list[str] = [
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-
-
-@dataclass
-class ModelRecord:
-    name: str
-    kind: str
-    dataset: str
-    input_shape: tuple[int, int, int]
-    num_classes: int
-    recipe_name: str
-    recipe_hash: str
-    recipe: dict
-    params: int
-    file: str
-    sha256: str
-    opset: int
-    exporter: str
-    parity_max_abs_diff: float
-    cpbench_version: str
-    config_id: str | None = None
-    f: int | None = None
-    s: int | None = None
-    k: int | None = None
-    l: int | None = None  # noqa: E741
-    accuracy: float | None = None
-    training: dict | None = None
-    normalization: dict | None = None
-    macs: int | None = None
-    core_macs: int | None = None
-    weight_bytes: int | None = None
-    activation_bytes: int | None = None
-    counts: dict | None = None
-    space: str | None = None  # the search space the config was planned on; None for zoo models
-    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
-
-    _JSON = ("input_shape", "recipe", "training", "normalization", "counts")
-
-    def to_row(self) -> dict:
-        row = dict(self.__dict__)
-        for key in self._JSON:
-            row[key] = None if row[key] is None else json.dumps(row[key], sort_keys=True)
-        return row
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "ModelRecord":
-        values = dict(row)
-        for key in cls._JSON:
-            if values[key] is not None:
-                try:
-                    values[key] = json.loads(values[key])
-                except ValueError:
-                    raise UsageError(f"the store's row for model {values.get('name')!r} has invalid JSON in '{key}'; "
-                                     "re-export that model with --force or restore the store from a copy") from None
-        values["input_shape"] = tuple(values["input_shape"])
-        return cls(**values)
-
-    def as_dict(self, layers: bool = False) -> dict:
-        out = dict(self.__dict__, input_shape=list(self.input_shape))
-        if out["counts"] and not layers:
-            out["counts"] = {k: v for k, v in out["counts"].items() if k != "layers"}
-        return out
-
-    def set_counts(self, count: "GraphCount") -> None:
-        self.macs, self.core_macs = count.total_macs, count.core_macs
-        self.weight_bytes, self.activation_bytes = count.weight_bytes, count.activation_bytes
-        self.counts = count.as_dict(layers=True)
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """One timing run as listed: what ran, where, and how many models it measured."""
-
-    id: str
-    device: str
-    batch: int
-    status: str  # running | done | interrupted
-    started_at: str
-    hardware_id: str
-    ok: int
-    failed: int
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-@dataclass
-class MeasurementRecord:
-    """One model's measurement in a run, as read back from the store."""
-
-    model: str
-    batch: int
-    status: str  # ok | failed
-    file: str | None = None
-    sha256: str | None = None
-    macs: int | None = None
-    error: str | None = None
-    load_s: float | None = None
-    first_s: float | None = None
-    warmup_runs: int | None = None
-    n: int | None = None
-    median_s: float | None = None
-    mean_s: float | None = None
-    stdev_pct: float | None = None
-    p90_s: float | None = None
-    p99_s: float | None = None
-    min_s: float | None = None
-    max_s: float | None = None
-    iqr_s: float | None = None
-    median_ci_low_s: float | None = None
-    median_ci_high_s: float | None = None
-    throughput_ips: float | None = None
-    warnings: list | None = None
-    runtime: dict | None = None
-    times: list[float] | None = None
-    rounds: list[dict] | None = None
-
-
-@dataclass
-class RunRecord:
-    """A timing run with its profile, fingerprint and measurements, as read back from the store."""
-
-    id: str
-    device: str
-    profile: dict
-    batch: int
-    fingerprint: dict
-    hardware_id: str
-    status: str
-    started_at: str
-    finished_at: str | None
-    cpbench_version: str
-    measurements: list[MeasurementRecord] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return {**{k: v for k, v in self.__dict__.items() if k != "measurements"},
-                "measurements": [dict(m.__dict__) for m in self.measurements]}
-
-
-def default_space(dataset: str) -> str:
-    """The one rule for a dataset's search space when none was chosen: FashionMNIST's own, else
-    paper 000's LFW space (64 x 64 inputs), which image folders are planned on."""
-    return "fashionmnist" if dataset == "fashionmnist" else "lfw"
-
-
-def space_of(dataset: str, stored: str | None = None):
-    """The search space of a dataset's models: the one stored with them, else the default rule."""
-    from cpbench.family.config import SPACES
-
-    name = stored or default_space(dataset)
-    check_choice(name, SPACES, "space")
-    return SPACES[name]
-
-
-class Workspace:
-    """A folder holding models/, profiles/, reports/ and the store; by default the current directory."""
-
-    def __init__(self, root: Path | str = ".") -> None:
-        self.root = Path(root).expanduser().resolve()
-        if self.root.exists() and not self.root.is_dir():
-            raise UsageError(f"--workspace {self.root} is a file, not a folder; pass the folder that holds (or will hold) models/ and the store")
-
-    def require_existing(self) -> "Workspace":
-        """For commands that only read: a folder that does not exist is a typo, not an empty workspace."""
-        if not self.root.is_dir():
-            raise UsageError(f"no workspace at {self.root} (the folder does not exist); check --workspace")
-        return self
-
-    @property
-    def models_dir(self) -> Path:
-        return self.root / "models"
-
-    @property
-    def profiles_dir(self) -> Path:
-        return self.root / "profiles"
-
-    @property
-    def reports_dir(self) -> Path:
-        return self.root / "reports"
-
-    @property
-    def store_path(self) -> Path:
-        return self.root / STORE_NAME
-
-    def ensure_writable(self) -> None:
-        """Create the folders and prove we can write there, before any work is done."""
-        try:
-            for folder in (self.root, self.models_dir, self.reports_dir):
-                folder.mkdir(parents=True, exist_ok=True)
-            for folder in (self.root, self.models_dir):  # the store's folder too: SQLite creates its journal files there
-                with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-                    pass
-        except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
-            raise UsageError(
-                f"workspace {self.root} is not writable ({reason}); pass --workspace DIR with a folder you can write to"
-            ) from None
-
-    def open_store(self) -> "Store":
-        path = self.store_path
-        if path.exists() and path.stat().st_size == 0 and self.models_dir.is_dir() and any(self.models_dir.rglob("*.onnx")):
-            raise UsageError(f"{path} is empty but {self.models_dir} holds model files; restore the store from a copy, "
-                             "or move models/ away to start a new workspace (nothing was changed)")
-        return Store(path)
-
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """An advisory lock on the workspace, held while a model's file is replaced and its row
-        committed, so two processes exporting one model never leave one's row beside the other's file."""
-        import fcntl
-
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / LOCK_NAME, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _owner() -> str:

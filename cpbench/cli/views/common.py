@@ -10,7 +10,8 @@ from rich.table import Table
 
 if TYPE_CHECKING:  # annotations only: importing the sweep would import torch, which a table does not need
     from cpbench.counting.count import GraphCount
-    from cpbench.workspace.store import ModelRecord, Workspace
+    from cpbench.workspace.records import ModelRecord
+    from cpbench.workspace.folder import Workspace
     from cpbench.export.sweep import ExportJob, Job, JobOutcome, SweepSummary
 
 STATUS_STYLE = {"exported": "green", "skipped": "dim", "failed": "bold red"}

@@ -1,0 +1,101 @@
+"""A saved calibration: every kernel's and network's per-round times under one profile on one
+machine, as gzip-compressed JSON (format 1), and round-min, the statistic read from it."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+from cpbench.errors import UsageError, first_line
+
+
+CALIBRATION_FORMAT = 1
+
+
+def round_min(entry: dict) -> float:
+    """A saved kernel's or network's time: the median over rounds of its per-round minimum (round-min).
+    Pure Python: called once per kernel (12,800 of them), where numpy's per-call cost dominated."""
+    return float(statistics.median(entry["mins"]))
+
+
+@dataclass
+class Calibration:
+    device: str
+    space: str
+    in_channels: int
+    design: dict
+    profile: dict
+    fingerprint: dict
+    started_at: str
+    duration_s: float
+    kernels: dict[str, dict]  # id -> kernel fields + rounds
+    networks: dict[str, dict]  # config csv -> rounds
+    statistic: str = "round-min"
+
+    @property
+    def hardware_id(self) -> str:
+        return str(self.fingerprint.get("hardware_id", ""))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> "Calibration":
+        fields = {k: payload[k] for k in cls.__dataclass_fields__ if k in payload}
+        return cls(**fields)
+
+
+def calibration_path(models_dir: Path, device: str, hardware_id: str) -> Path:
+    return Path(models_dir) / "fits" / f"{device}-{hardware_id}.calibration.json.gz"
+
+
+def _compact(values: list[float]) -> list[float]:
+    return [float(f"{v:.5g}") for v in values]
+
+
+def save_calibration(models_dir: Path, calibration: Calibration) -> Path:
+    """gzip-compressed JSON (format 1): ~13,000 kernels x rounds stay a few hundred kB."""
+    import gzip
+    import json
+
+    from cpbench.workspace.files import write_atomically
+    from cpbench.workspace.formats import stamp
+
+    payload = calibration.as_dict()
+    for group in ("kernels", "networks"):
+        for entry in payload[group].values():
+            for key in ("mins", "medians", "load_s"):
+                entry[key] = _compact(entry[key])
+    path = calibration_path(models_dir, calibration.device, calibration.hardware_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(stamp(payload, CALIBRATION_FORMAT), separators=(",", ":"), default=str)
+    write_atomically(path, gzip.compress(text.encode(), mtime=0))
+    return path
+
+
+def load_calibration(path: Path) -> Calibration:
+    import gzip
+    import json
+
+    from cpbench.workspace.formats import check_format
+
+    fix = "rerun 'cpbench calibrate'"
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path} ({exc.strerror or type(exc).__name__}); {fix}") from None
+    try:
+        payload = json.loads(gzip.decompress(raw).decode("utf-8"))
+    except (OSError, ValueError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise UsageError(f"{path} is not a gzip-compressed cpbench calibration ({first_line(exc)}); {fix}") from None
+    if not isinstance(payload, dict):
+        raise UsageError(f"{path} does not hold a cpbench calibration; {fix}")
+    check_format(payload, CALIBRATION_FORMAT, str(path), fix)
+    try:
+        return Calibration.from_dict(payload)
+    except TypeError as exc:
+        raise UsageError(f"{path} is not a complete calibration ({first_line(exc)}); {fix}") from None
+
+
