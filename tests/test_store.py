@@ -18,7 +18,7 @@ def record(name: str, accuracy: float | None = 0.9) -> ModelRecord:
 
 def test_round_trip_and_versioned_schema(tmp_path):
     with Store(tmp_path / "s.sqlite") as store:
-        assert store.schema_version == SCHEMA_VERSION >= 1
+        assert store._version() == SCHEMA_VERSION >= 1
         store.put_model(record("family/a"))
         store.put_model(record("family/b", accuracy=None))
         got = store.get_model("family/a")
@@ -52,7 +52,7 @@ def test_processes_opening_a_new_workspace_at_once_create_the_store_once(tmp_pat
 
     (tmp_path / "ws").mkdir()  # a new, empty workspace
     code = ("import sys; from cpbench.workspace.store import Workspace\n"
-            "with Workspace(sys.argv[1]).open_store() as store: print(store.schema_version)")
+            "with Workspace(sys.argv[1]).open_store() as store: print(store._version())")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "ws")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(8)]
     results = [p.communicate(timeout=120) for p in procs]

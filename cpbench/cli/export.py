@@ -45,8 +45,7 @@ def export_command(
     from cpbench.cli.views.common import plan_table
     from cpbench.workspace.folder import Workspace
 
-    if executor not in ("local", "ray"):
-        raise UsageError(f"unknown executor {executor!r}; use local or ray")
+    check_choice(executor, ("local", "ray"), "executor")
     if executor == "local" and address:
         raise UsageError("--address is for --executor ray; add --executor ray or drop --address")
     if executor == "ray":

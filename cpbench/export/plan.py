@@ -12,7 +12,7 @@ from cpbench.errors import UsageError, check_choice
 from cpbench.export.onnx_export import EXPORTERS
 from cpbench.family.presets import get_preset
 from cpbench.export.sweep import ExportJob
-from cpbench.export.train import Recipe, get_recipe, training_device
+from cpbench.export.train import TRAINING_DEVICES, Recipe, get_recipe, training_device
 from cpbench.family.config import default_space
 
 
@@ -58,8 +58,8 @@ def plan_export(
         raise UsageError(f"--threads must be >= 1, got {threads}")
     if check_device:
         training_device(train_device)
-    elif train_device.split(":")[0] not in ("cpu", "cuda"):
-        raise UsageError(f"unknown training device {train_device!r}; use cpu or cuda")
+    else:
+        check_choice(train_device.split(":")[0], TRAINING_DEVICES, "training device")
     spec = DatasetSpec.parse(dataset)
     space_name = space or default_space(spec.slug)
     check_choice(space_name, SPACES, "space")

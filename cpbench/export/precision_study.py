@@ -21,6 +21,7 @@ from pathlib import Path
 
 from cpbench.family.config import Config, Space, sweeps_1d, unique
 from cpbench.errors import UsageError
+from cpbench.workspace.files import pid_alive
 
 STUDY_FORMAT = 1
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "reference"  # package data: shipped studies and the fit made from one
@@ -190,16 +191,6 @@ def claims_folder(path: Path) -> Path:
     return path.with_name(path.name + ".claims")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
-
-
 def claim(path: Path, item: StudyItem, recipe_hash: str) -> Path | None:
     """Mark `item` as being trained by this process, so that other processes sharing the study file
     (with or without --shard) take the next item instead of the same one. None: another live process
@@ -215,7 +206,7 @@ def claim(path: Path, item: StudyItem, recipe_hash: str) -> Path | None:
             try:
                 seen = mine.read_text()
                 holder = json.loads(seen)
-                stale = holder.get("host") == socket.gethostname() and not _alive(int(holder.get("pid", -1)))
+                stale = holder.get("host") == socket.gethostname() and not pid_alive(int(holder.get("pid", -1)))
             except FileNotFoundError:
                 continue  # released meanwhile: try again
             except (OSError, ValueError, TypeError, AttributeError):

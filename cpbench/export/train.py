@@ -211,14 +211,16 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return correct / max(1, len(x))
 
 
+TRAINING_DEVICES = ("cpu", "cuda")
+
+
 def training_device(name: str) -> torch.device:
     """'cpu' or 'cuda' (or 'cuda:N'); a GPU that is not there is an error, never a silent CPU run."""
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UsageError(f"unknown training device {name!r}; use cpu or cuda") from None
-    if device.type not in ("cpu", "cuda"):
-        raise UsageError(f"unknown training device {name!r}; use cpu or cuda")
+        device = None
+    check_choice(getattr(device, "type", name), TRAINING_DEVICES, "training device")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError("--train-device cuda, but torch sees no CUDA GPU on this machine; train with --train-device cpu")
     return device

@@ -89,25 +89,6 @@ def residuals_against_macs(path: Path, macs: np.ndarray, residuals: dict[str, np
     return _save(plt, fig, path)
 
 
-def time_precision_plane(path: Path, seconds: np.ndarray, precision: np.ndarray, front_s: np.ndarray, front_p: np.ndarray,
-                         title: str, pick: tuple[float, float] | None = None, baseline: tuple[float, float] | None = None) -> Path:
-    """Paper 000 Fig. 2: every config in the time-precision plane, with the lower envelope C(P)."""
-    plt, fig, ax = _figure()
-    ax.scatter(seconds * 1e6, precision, s=2, color="tab:gray", alpha=0.25, label="every config (predicted)", rasterized=True)
-    ax.step(front_s * 1e6, front_p, where="post", color="tab:red", lw=1.5, label="lower envelope")
-    if baseline:
-        ax.scatter([baseline[0] * 1e6], [baseline[1]], marker="s", s=50, color="black", label="baseline", zorder=4)
-    if pick:
-        ax.scatter([pick[0] * 1e6], [pick[1]], marker="*", s=140, color="tab:orange", label="recommended", zorder=5)
-    ax.set_xscale("log")
-    ax.set_xlabel("predicted time per inference (µs)")
-    ax.set_ylabel("predicted precision")
-    ax.set_ylim(max(0.0, float(np.quantile(precision, 0.05))), min(1.0, float(precision.max()) + 0.01))
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
-    return _save(plt, fig, path)
-
-
 def least_time_for_target(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> Path:
     """Minimal time against target precision, one curve per device (relative to its baseline time)."""
     plt, fig, ax = _figure()

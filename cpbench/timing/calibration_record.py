@@ -76,23 +76,10 @@ def save_calibration(models_dir: Path, calibration: Calibration) -> Path:
 
 
 def load_calibration(path: Path) -> Calibration:
-    import gzip
-    import json
-
-    from cpbench.workspace.formats import check_format
+    from cpbench.workspace.formats import read_versioned
 
     fix = "rerun 'cpbench calibrate'"
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path} ({exc.strerror or type(exc).__name__}); {fix}") from None
-    try:
-        payload = json.loads(gzip.decompress(raw).decode("utf-8"))
-    except (OSError, ValueError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
-        raise UsageError(f"{path} is not a gzip-compressed cpbench calibration ({first_line(exc)}); {fix}") from None
-    if not isinstance(payload, dict):
-        raise UsageError(f"{path} does not hold a cpbench calibration; {fix}")
-    check_format(payload, CALIBRATION_FORMAT, str(path), fix)
+    payload = read_versioned(Path(path), CALIBRATION_FORMAT, fix)
     try:
         return Calibration.from_dict(payload)
     except TypeError as exc:

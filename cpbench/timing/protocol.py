@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from cpbench.errors import UsageError
+from cpbench.errors import UsageError, check_choice
 
 UNSTABLE_STDEV_PCT = 10.0  # pyperf warns above 10 %
 OUTLIER_SHARE = 0.05  # more than 5 % of runs beyond Q3 + 1.5 IQR
@@ -158,8 +158,7 @@ def measure(run: Callable[[], object], settings: MeasureSettings, clock: Callabl
     each timed run and kept beside the wall time (benchmark_app reports that figure). With
     timer='runtime' that latency is the measurement (and drives the stop rule's count) and the wall
     time is kept beside it; the stop rule's duration is always wall time."""
-    if timer not in CLOCKS:
-        raise UsageError(f"unknown clock {timer!r}; use one of {', '.join(CLOCKS)}")
+    check_choice(timer, CLOCKS, "clock")
     if timer == "runtime" and own_latency is None:
         raise UsageError("clock 'runtime' needs a runtime that reports its own request latency; set clock = \"wall\" in the profile")
     started = clock()

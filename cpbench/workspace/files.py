@@ -45,3 +45,14 @@ def stable_hash(value: object, length: int = 12) -> str:
 
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host with this pid lives (someone else's process counts)."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, OverflowError):
+        return True
+    return True

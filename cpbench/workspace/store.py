@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cpbench.errors import UsageError
+from cpbench.workspace.files import pid_alive
 from cpbench.workspace.records import MeasurementRecord, ModelRecord, RunRecord, RunSummary
 
 if TYPE_CHECKING:
@@ -126,12 +127,9 @@ def _alive(owner: str | None) -> bool:
     if host != socket.gethostname():
         return True
     try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
+        return pid_alive(int(pid))
+    except ValueError:
         return True
-    return True
 
 
 def _statements(script: str) -> list[str]:
@@ -213,10 +211,6 @@ class Store:
         if missing:
             raise UsageError(f"{self.path} has a schema version but no {', '.join(sorted(missing))} table; it is not a cpbench "
                              "store: move it away or pick another --workspace")
-
-    @property
-    def schema_version(self) -> int:
-        return self.db.execute("PRAGMA user_version").fetchone()[0]
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
