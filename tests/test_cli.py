@@ -104,3 +104,16 @@ def test_export_help_names_every_recipe(cli):
     assert done.returncode == 0
     line = next(l for l in done.stdout.splitlines() if "--recipe" in l)
     assert all(name in line for name in RECIPES), line
+
+
+def test_tables_piped_to_a_file_are_not_cut_to_80_columns(tmp_path):
+    """A log of `make demo` or a CI run (stdout not a terminal, no COLUMNS) keeps whole table rows."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    done = subprocess.run([sys.executable, "-m", "cpbench.cli", "presets"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("│ smoke")]
+    assert len(rows) == 1 and "3 tiny configs; seconds, for tests" in rows[0] and len(rows[0]) > 80

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -10,8 +11,17 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# piped to a file or a CI log, Rich would cut every table to 80 columns; there, unless COLUMNS says
+# otherwise, tables get room to stay whole (a terminal keeps its own width)
+PIPED_WIDTH = 200
+
+
+def _width(stream) -> int | None:
+    return None if "COLUMNS" in os.environ or stream.isatty() else PIPED_WIDTH
+
+
+out = Console(highlight=False, width=_width(sys.stdout))
+err = Console(stderr=True, highlight=False, width=_width(sys.stderr))
 
 # click's exception base, whether typer vendors click (>= 0.20) or depends on it
 ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
