@@ -51,7 +51,7 @@ def test_processes_opening_a_new_workspace_at_once_create_the_store_once(tmp_pat
     import sys
 
     (tmp_path / "ws").mkdir()  # a new, empty workspace
-    code = ("import sys; from cpbench.workspace.store import Workspace\n"
+    code = ("import sys; from cpbench.workspace.folder import Workspace\n"
             "with Workspace(sys.argv[1]).open_store() as store: print(store._version())")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "ws")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(8)]

@@ -126,6 +126,16 @@ def _affine(layers: Layers, times: np.ndarray) -> dict:
     return {"coefficients": linear.fitted.coefficients(), "kfold_mape": linear.kfold.mape}
 
 
+def _baseline(calibration: Calibration) -> Config:
+    """The T0 that speed-ups are quoted against: recorded in the calibration, or its shipped space's."""
+    if calibration.baseline:
+        return Config.parse(calibration.baseline)
+    if calibration.space in SPACES:
+        return SPACES[calibration.space].baseline
+    raise UsageError(f"the calibration names space {calibration.space!r}, which is not shipped, and records no "
+                     "baseline; rerun 'cpbench calibrate'")
+
+
 def fit_kernel_model(calibration: Calibration, folds: int = 5, seed: int = 0, denoise: bool = True) -> KernelModel:
     """The composition, of blocks alone or (where the calibration timed them) of pairs, or of whole
     networks, is chosen per machine by k-fold on its calibration networks, and the error quoted for
@@ -167,7 +177,7 @@ def fit_kernel_model(calibration: Calibration, folds: int = 5, seed: int = 0, de
                             run_settings(calibration.profile or {}), calibration.started_at, __version__)
     held_out = HeldOut(kfold.mape, kfold.within_10, kfold.max_ape, float(covered.mean()), len(times),
                        f"nested {folds}-fold over the {len(times)} calibration networks")
-    baseline = SPACES[calibration.space].baseline
+    baseline = _baseline(calibration)
     model = KernelModel(
         device=calibration.device, statistic=calibration.statistic, batch=1, in_channels=calibration.in_channels,
         interval=(float(np.quantile(relative, 0.025)), float(np.quantile(relative, 0.975))), provenance=provenance,

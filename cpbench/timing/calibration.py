@@ -235,5 +235,5 @@ def calibrate(profile: Profile, space: Space, design: CalibrationDesign, in_chan
         device=profile.name, space=space.name, in_channels=in_channels, design=asdict(design), profile=profile.as_dict(),
         fingerprint=machine, started_at=started_at, duration_s=prior_s + time.perf_counter() - started,
         kernels={i: {**asdict(by_id[i]), **entry(i)} for i in graphs},
-        networks={c.as_csv(): entry(f"net:{c.as_csv()}") for c in networks},
+        networks={c.as_csv(): entry(f"net:{c.as_csv()}") for c in networks}, baseline=space.baseline.as_csv(),
     )

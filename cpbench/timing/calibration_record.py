@@ -33,6 +33,7 @@ class Calibration:
     kernels: dict[str, dict]  # id -> kernel fields + rounds
     networks: dict[str, dict]  # config csv -> rounds
     statistic: str = "round-min"
+    baseline: str = ""  # the space's T0 as "f,s,k,l"; calibrations saved before it name a shipped space
 
     @property
     def hardware_id(self) -> str:
