@@ -34,10 +34,17 @@ def calibration_hint(device: str) -> str:
             f"'cpbench fit --device {device}'")
 
 
-def check_choice(value: object, choices, what: str, error: type[CpbenchError] = UsageError) -> None:
-    """The one check of a name against a registry (any iterable of names): 'unknown X; choose one of ...'."""
+def check_choice(value: object, choices, what: str, error: type[Exception] = UsageError) -> None:
+    """The one check of a name against a registry (any iterable of names): 'unknown X; choose one of ...',
+    or, for a registry too long to list, the closest names."""
     names = list(choices)
     if value not in names:
+        if len(names) > 12:
+            import difflib
+
+            close = difflib.get_close_matches(str(value), list(map(str, names)), n=3)
+            raise error(f"unknown {what} {value!r}; " + (f"did you mean {', '.join(close)}?" if close else
+                                                          f"{len(names)} are known, none close to it"))
         raise error(f"unknown {what} {value!r}; choose one of {', '.join(map(str, names))}")
 
 

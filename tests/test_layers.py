@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("export", "timing"),
     ("workspace",),
     ("counting", "family"),
-    ("errors", "__init__"),
+    ("errors", "units", "__init__"),
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 PRESENTATION = ("typer", "rich", "click")

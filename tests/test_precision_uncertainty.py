@@ -112,13 +112,15 @@ def test_support_follows_the_trained_configs(fitted):
     assert predictor.outside(Config(1, 4, 1, 1)) and not predictor.outside(BASE)
 
 
-def test_study_file_resumes_and_ignores_a_torn_last_line(tmp_path):
+def test_study_file_resumes_after_a_torn_line_and_keeps_what_is_appended_after_it(tmp_path):
     path = tmp_path / "s.jsonl"
-    rows = synthetic_results()[:3]
-    for r in rows:
+    rows = synthetic_results()[:4]
+    for r in rows[:3]:
         append_result(path, r)
     with open(path, "a") as handle:
         handle.write('{"config": "64,28,5,3", "se')  # killed mid-write
+    assert [r.key for r in read_results(path)] == [r.key for r in rows[:3]]
+    append_result(path, rows[3])  # the next training after the restart: on a line of its own
     assert [r.key for r in read_results(path)] == [r.key for r in rows]
     future = dict(rows[0].__dict__, format=99)
     path.write_text(json.dumps(future) + "\n")

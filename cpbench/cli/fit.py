@@ -110,7 +110,7 @@ def predict_command(
     from cpbench.timing.environment import fingerprint
     from cpbench.family.closed_form import FEATURES, Layers
     from cpbench.timing.profiles import load_profile
-    from cpbench.cli.views.common import fmt_macs, fmt_seconds
+    from cpbench import units
     from cpbench.workspace.folder import Workspace
 
     configs = [Config.parse(c) for c in config]
@@ -147,8 +147,8 @@ def predict_command(
     for column in ("config", "MACs", "predicted", "95 % interval", "× baseline"):
         table.add_column(column, justify="left" if column == "config" else "right")
     for r in rows:
-        table.add_row(r["config"], fmt_macs(r["macs"]), fmt_seconds(r["predicted_s"]),
-                      f"{fmt_seconds(r['low_s'])} – {fmt_seconds(r['high_s'])}",
+        table.add_row(r["config"], units.macs(r["macs"]), units.seconds(r["predicted_s"]),
+                      f"{units.seconds(r['low_s'])} – {units.seconds(r['high_s'])}",
                       "-" if r["relative_to_baseline"] is None else f"{r['relative_to_baseline']:.3f}")
     table.caption = ("predictions, not measurements; " + (
         f"the 95 % interval held {coverage:.0%} of held-out points ({held_out.measured_on})" if coverage is not None

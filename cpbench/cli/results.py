@@ -64,7 +64,7 @@ def hardware_command(
     """One row per (machine, profile): eq. (1)'s α0 and α1, the errors, the verdict, the baseline's latency and the pick."""
     from rich.table import Table
 
-    from cpbench.cli.views.common import fmt_seconds
+    from cpbench import units
     from cpbench.errors import UsageError
     from cpbench.fitting.precision_predictor import load_precision
     from cpbench.report.hardware import hardware_rows
@@ -85,11 +85,11 @@ def hardware_command(
     for r in rows:
         here = " [green](this machine)[/]" if r.measured_here else ""
         a1 = f"{r.alpha1:.3g} [{r.alpha1_ci[0]:.3g}, {r.alpha1_ci[1]:.3g}]" if r.alpha1 is not None else "-"
-        a0 = f"{fmt_seconds(r.alpha0)} [{fmt_seconds(r.alpha0_ci[0])}, {fmt_seconds(r.alpha0_ci[1])}]" if r.alpha0 is not None else "-"
+        a0 = f"{units.seconds(r.alpha0)} [{units.seconds(r.alpha0_ci[0])}, {units.seconds(r.alpha0_ci[1])}]" if r.alpha0 is not None else "-"
         table.add_row(f"{r.cpu} ({r.hardware_id}){here}", r.profile, r.source, a1, a0,
                       "-" if r.affine_mape is None else f"{r.affine_mape:.1%}",
                       f"{r.best} {r.best_mape:.1%} ({r.best_error_kind})" if r.best_mape is not None else (r.best or "-"),
                       "-" if r.proportional is None else ("yes" if r.proportional else "no"),
-                      "-" if r.baseline_s is None else fmt_seconds(r.baseline_s),
+                      "-" if r.baseline_s is None else units.seconds(r.baseline_s),
                       "-" if r.pick is None else f"{r.pick} ({r.pick_speedup:.2f}× predicted)")
     out.print(table)

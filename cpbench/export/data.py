@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cpbench.errors import UsageError
+from cpbench.errors import UsageError, check_choice
 
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_FILES = {
@@ -70,7 +70,8 @@ class DatasetSpec:
                     "with one subfolder per class (or train/ and test/ folders of class subfolders)"
                 )
             return cls("imagefolder", path.resolve())
-        raise UsageError(f"unknown dataset {text!r}; use 'fashionmnist' or 'imagefolder:PATH'")
+        check_choice(name, ("fashionmnist", "imagefolder:PATH"), "dataset")
+        raise AssertionError("unreachable: check_choice refuses every other name")
 
     @property
     def slug(self) -> str:

@@ -10,6 +10,7 @@ drawn with another seed, trained last so the model form is frozen before it is s
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import time
@@ -147,22 +148,55 @@ def plan_study(space: Space) -> list[StudyItem]:
     return items
 
 
+def _checked(row: dict, where: str) -> StudyResult:
+    """A study line as a StudyResult, every field of the right type and range; else one line naming
+    the line and the field. An accuracy of 1.7 or a seed "zero" would move every fit made from it."""
+    fix = "correct or delete that line (each line is one training; deleting it trains that item again)"
+    names = set(StudyResult.__dataclass_fields__)
+    missing, extra = sorted(names - set(row) - {"format"}), sorted(set(row) - names)
+    if missing or extra:
+        raise UsageError(f"{where} is not a study result ({'missing ' + ', '.join(missing) if missing else 'unknown ' + ', '.join(extra)}); {fix}")
+
+    def bad(field: str, want: str) -> UsageError:
+        return UsageError(f"{where}: {field} is {row[field]!r}, not {want}; {fix}")
+
+    def number(field: str, low: float, high: float = math.inf) -> None:
+        value = row[field]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
+            raise bad(field, f"a number in [{low}, {high}]")
+
+    for field in ("seed", "test_size", "threads"):
+        value = row[field]
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if field == "seed" else 1):
+            raise bad(field, "a whole number" + (" >= 0" if field == "seed" else " >= 1"))
+    number("accuracy", 0.0, 1.0)
+    number("train_s", 0.0)
+    number("images_per_s", 0.0)
+    for field in ("config", "role", "dataset", "recipe", "recipe_hash", "autocast", "torch_version", "date"):
+        if not isinstance(row[field], str):
+            raise bad(field, "a string")
+    if row["role"] not in ROLES:
+        raise bad("role", f"one of {', '.join(ROLES)}")
+    if not isinstance(row["machine"], dict):
+        raise bad("machine", "an object")
+    try:
+        Config.parse(row["config"])
+    except (UsageError, ValueError):
+        raise bad("config", "f,s,k,l of a valid config") from None
+    return StudyResult(**row)
+
+
 def read_results(path: Path) -> list[StudyResult]:
-    """Every complete line of a study file; a torn last line (a kill mid-write) is ignored."""
+    """Every complete line of a study file, each checked; a line cut short by a kill is skipped."""
+    from cpbench.workspace.formats import check_format, read_jsonl
+
     if not path.exists():
         return []
     out, seen = [], set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        version = row.get("format")
-        if version != STUDY_FORMAT:
-            raise UsageError(f"{path}:{number} has study format {version!r}, this cpbench reads {STUDY_FORMAT}; upgrade cpbench")
-        result = StudyResult(**row)
+    for number, row in read_jsonl(path, "correct or delete the damaged line"):
+        where = f"{path}:{number}"
+        check_format(row, STUDY_FORMAT, where, "upgrade cpbench or train the study again")
+        result = _checked(row, where)
         if result.key in seen:
             continue  # two processes trained the same item: the first result counts, once
         seen.add(result.key)
@@ -172,11 +206,9 @@ def read_results(path: Path) -> list[StudyResult]:
 
 def append_result(path: Path, result: StudyResult) -> None:
     """One line, flushed and fsynced: a stop at any moment loses at most the training in progress."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(asdict(result), sort_keys=True) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    from cpbench.workspace.formats import append_jsonl
+
+    append_jsonl(path, asdict(result))
 
 
 Trainer = Callable[[StudyItem], dict]  # returns the TrainResult fields of one training

@@ -6,7 +6,6 @@ No pretrained weights are downloaded: latency and MACs do not depend on weight v
 
 from __future__ import annotations
 
-import difflib
 import json
 import time
 import warnings
@@ -18,7 +17,7 @@ from torch import nn
 
 from cpbench import __version__
 from cpbench.counting.count import GraphCount, count_model
-from cpbench.errors import UsageError
+from cpbench.errors import UsageError, check_choice
 from cpbench.export.onnx_export import export_onnx, to_onnx
 from cpbench.family.network import count_parameters
 from cpbench.workspace.files import stable_hash
@@ -48,10 +47,7 @@ def classification_models() -> tuple[str, ...]:
 
 
 def check_model_name(name: str) -> str:
-    if name not in classification_models():
-        close = difflib.get_close_matches(name, classification_models(), n=3)
-        hint = f"did you mean {', '.join(close)}?" if close else "see torchvision.models.list_models()"
-        raise UsageError(f"unknown torchvision classification model {name!r}; {hint}")
+    check_choice(name, classification_models(), "torchvision classification model")
     return name
 
 

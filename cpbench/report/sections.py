@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cpbench import units
 from cpbench.errors import UsageError, calibration_hint
 from cpbench.report.writers import to_html, to_markdown
 
@@ -39,22 +40,6 @@ class Report:
     def as_dict(self) -> dict:
         return {"folder": str(self.folder), "index": str(self.folder / "index.html"), "markdown": str(self.folder / "report.md"),
                 "claims": self.claims, "sections": [s.as_dict() for s in self.sections]}
-
-
-def _pct(value: float) -> str:
-    return f"{value:.1%}"
-
-
-def _points(value: float) -> str:
-    return f"{value * 100:.2f}"
-
-
-def _four(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
-
-
-def _us(value: float) -> str:
-    return f"{value * 1e6:.1f} µs" if value < 1e-3 else f"{value * 1e3:.2f} ms"
 
 
 # ---- sections ---------------------------------------------------------------------------------
@@ -101,9 +86,9 @@ def time_sections(ws, folder: Path, claims: list[list[str]]) -> list[Section]:
                       f"{c['alpha0']['value']:.3g} [{c['alpha0']['ci_low']:.3g}, {c['alpha0']['ci_high']:.3g}]") if "alpha1" in c else ("-", "-")
             lofo = entry.get("leave_one_family_out", {})
             rows.append([model + (" (best)" if model == fitted.get("best") else ""), entry["weighting"], *alphas,
-                         f"{entry['fit_set']['r2']:.3f}", _pct(entry["kfold"]["mape"]), _pct(entry["kfold"]["max_ape"]),
-                         _pct(entry["kfold"]["within_10"]), _pct(lofo["l"]["mape"]) if "l" in lofo else "-",
-                         _pct(lofo["k"]["mape"]) if "k" in lofo else "-"])
+                         f"{entry['fit_set']['r2']:.3f}", units.percent(entry["kfold"]["mape"]), units.percent(entry["kfold"]["max_ape"]),
+                         units.percent(entry["kfold"]["within_10"]), units.percent(lofo["l"]["mape"]) if "l" in lofo else "-",
+                         units.percent(lofo["k"]["mape"]) if "k" in lofo else "-"])
         section.tables.append((["model", "weights", "α1 (s/MAC) [95 %]", "α0 (s) [95 %]", "R² fit", "MAPE held out",
                                 "max error", "±10 %", "MAPE l out", "MAPE k out"], rows))
         # the per-machine claim rows come from hardware_section, one per (machine, profile) fit
@@ -148,7 +133,7 @@ def time_sections(ws, folder: Path, claims: list[list[str]]) -> list[Section]:
                            + (f"; a line through the {len(ratios)} networks alone: R² {line['r2']:.3f}, MAPE {line['mape']:.1%}" if line else ""),
                            "yes" if (line and line["mape"] > 0.05) or max(ratios) / min(ratios) > 1.2 else "no"])
             section.tables.append((["classic network", "MACs", "measured", "family line", "measured / line"],
-                                   [[z["model"], f"{z['macs'] / 1e9:.2f} G", _us(z["measured_s"]), _us(z["family_line_s"]),
+                                   [[z["model"], f"{z['macs'] / 1e9:.2f} G", units.seconds(z["measured_s"]), units.seconds(z["family_line_s"]),
                                      f"{z['measured_over_line']:.2f}"] for z in sorted(zoo_points, key=lambda z: z["macs"])]))
         sections.append(section)
     return sections
@@ -177,24 +162,24 @@ def precision_section(ws, folder: Path, claims: list[list[str]]) -> tuple[Sectio
     spread = f"seed-to-seed sd {seeds['sd'] * 100:.2f} points over {seeds['configs']} configs" if seeds else "no repeated seeds"
     section.paragraphs.append(
         f"{payload['dataset']} / recipe {payload['recipe']}: {payload['n']} fitted configs ({origin}, {precision.source.name}); "
-        f"baseline {payload['baseline']} measured {_four(payload.get('baseline_precision'))}; {spread}. "
+        f"baseline {payload['baseline']} measured {units.accuracy(payload.get('baseline_precision'))}; {spread}. "
         f"Integrated model used: **{payload['best']}**, the monotone one (never more precision for a smaller network); eq. (6) is judged beside it with cold-start refits."
     )
     rows = []
     for name, entry in payload["models"].items():
         held, kfold = entry.get("held_out"), entry.get("kfold")
-        rows.append([name, str(entry["n"]), _pct(entry["fit_set"]["mape"]), _points(kfold["mae"]) if kfold else "-",
-                     _points(held["mae"]) if held else "-", _pct(held["mape"]) if held else "-",
+        rows.append([name, str(entry["n"]), units.percent(entry["fit_set"]["mape"]), units.points(kfold["mae"]) if kfold else "-",
+                     units.points(held["mae"]) if held else "-", units.percent(held["mape"]) if held else "-",
                      entry.get("held_out_kind", "-") if held else "-"])
     naive = payload.get("naive") or {}
     for label in ("constant", "additive"):
         if naive.get(label):
-            rows.append([f"naive: {label}", "", "", "", _points(naive[label]["mae"]), _pct(naive[label]["mape"]), naive["kind"]])
+            rows.append([f"naive: {label}", "", "", "", units.points(naive[label]["mae"]), units.percent(naive[label]["mape"]), naive["kind"]])
     section.tables.append((["model", "configs", "MAPE fit", "MAE k-fold (points)", "MAE held out (points)", "MAPE held out", "held out by"], rows))
     best = payload["models"][payload["best"]]
     if best.get("held_out"):
         claims.append(["precision model within 3.1 % on 50 random configs", "paper 000",
-                       f"{payload['best']}: held-out MAPE {_pct(best['held_out']['mape'])} ({best['held_out_kind']}, "
+                       f"{payload['best']}: held-out MAPE {units.percent(best['held_out']['mape'])} ({best['held_out_kind']}, "
                        f"{best['held_out']['n']} configs, {origin})",
                        "yes" if best["held_out"]["mape"] <= 0.031 else "no"])
     points = payload.get("points") or []
@@ -239,7 +224,7 @@ def recommendation_section(ws, folder: Path, precision, claims: list[list[str]])
             pick = result.pick
             macs_ratio = base_macs / pick.macs
             rows.append([name, f"−{drop:g} ({goal:.4f})", pick.config.as_csv(), f"{pick.precision:.4f}", f"{pick.probability:.2f}",
-                         _us(pick.seconds), f"{pick.speedup:.1f}× time (predicted), {macs_ratio:.1f}× MACs"])
+                         units.seconds(pick.seconds), f"{pick.speedup:.1f}× time (predicted), {macs_ratio:.1f}× MACs"])
             if drop == 0.02:
                 claims.append(["2 points less precision for about 10× less complexity", "paper 000",
                                f"{name}: {macs_ratio:.0f}× fewer MACs, {pick.speedup:.1f}× less time (predicted by its "
@@ -286,17 +271,17 @@ def hardware_section(ws, folder: Path, precision, claims: list[list[str]]) -> Se
         where = ("this machine" if r.measured_here else "not measured here: a machine of this hardware id"
                  if r.hardware_id == fingerprint()["hardware_id"] else "not measured here: another machine")
         table.append([f"{r.cpu} ({r.hardware_id}, {where})", r.profile, r.source,
-                      "-" if r.alpha1 is None else f"{r.alpha1:.3g}", "-" if r.alpha0 is None else _us(r.alpha0),
-                      "-" if r.affine_mape is None else _pct(r.affine_mape),
-                      "-" if r.best_mape is None else f"{r.best} {_pct(r.best_mape)} ({r.best_error_kind})",
-                      "-" if r.baseline_s is None else _us(r.baseline_s),
+                      "-" if r.alpha1 is None else f"{r.alpha1:.3g}", "-" if r.alpha0 is None else units.seconds(r.alpha0),
+                      "-" if r.affine_mape is None else units.percent(r.affine_mape),
+                      "-" if r.best_mape is None else f"{r.best} {units.percent(r.best_mape)} ({r.best_error_kind})",
+                      "-" if r.baseline_s is None else units.seconds(r.baseline_s),
                       "-" if r.pick is None else f"{r.pick} ({r.pick_speedup:.2f}× predicted)"])
         if r.alpha1 is not None:
             lines[f"{r.profile} on {r.cpu} ({r.hardware_id})"] = (r.alpha1, r.alpha0)
         if r.affine_mape is not None:
             claims.append(["run time proportional to complexity, error under 2.5 %", "paper 000",
                            f"{r.profile} on {r.cpu} ({r.hardware_id}, {where}; {r.source}, runs {', '.join(r.runs[:3]) or '-'}): "
-                           f"affine held-out MAPE {_pct(r.affine_mape)}",
+                           f"affine held-out MAPE {units.percent(r.affine_mape)}",
                            "yes" if r.proportional else "no"])
     section.tables.append((["machine", "profile", "source", "α1 (s/MAC)", "α0", "affine MAPE", "best (error)", "baseline",
                             "pick for 0.93"], table))

@@ -7,7 +7,6 @@ planned in calibration_design; the result is a calibration_record.
 
 from __future__ import annotations
 
-import multiprocessing
 import random
 import tempfile
 import time
@@ -19,15 +18,13 @@ import numpy as np
 
 from cpbench.errors import UsageError, first_line
 from cpbench.family.config import Config, Space
-from cpbench.family.kernels import (kernel_graph,
-                                    network_graph)
+from cpbench.family.kernels import kernel_graph, network_graph
 from cpbench.timing.calibration_design import CalibrationDesign, plan_kernels, plan_networks
 from cpbench.timing.calibration_record import Calibration
 from cpbench.timing.profiles import Profile
 from cpbench.timing.protocol import MeasureSettings
 from cpbench.timing.runtimes import DeviceUnavailable
-
-
+from cpbench.timing.worker import Worker, detach_from_signals
 
 
 def _settings(design: CalibrationDesign) -> MeasureSettings:
@@ -38,10 +35,9 @@ def _settings(design: CalibrationDesign) -> MeasureSettings:
 def _calibration_worker(connection, items: list[tuple[str, bytes]], profile: Profile, settings: MeasureSettings) -> None:
     """A fresh process: time each graph alone, send (id, min, median, load) back one at a time."""
     from cpbench.timing.protocol import measure
-    from cpbench.timing.runner import _detach_from_signals
     from cpbench.timing.runtimes import get_runtime, make_inputs
 
-    _detach_from_signals()
+    detach_from_signals()
     runtime = get_runtime(profile.runtime)
     with tempfile.TemporaryDirectory(prefix="cpbench-calibrate-") as folder:
         try:
@@ -64,31 +60,20 @@ def _calibration_worker(connection, items: list[tuple[str, bytes]], profile: Pro
 
 
 def _run_chunk(items: list[tuple[str, bytes]], profile: Profile, settings: MeasureSettings, on_item) -> None:
-    context = multiprocessing.get_context("spawn")
-    receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_calibration_worker, args=(sender, items, profile, settings), daemon=True)
-    process.start()
-    sender.close()
-    try:
-        received = 0
-        while received < len(items):
-            if not receiver.poll(300):
-                raise UsageError(f"calibration worker gave no result within 300 s under '{profile.name}'; "
-                                 "the machine is overloaded or the runtime hangs")
-            message = receiver.recv()
+    with Worker(_calibration_worker, items, profile, settings) as worker:
+        for _ in items:
+            message = worker.receive(300)
+            if message is None:
+                code = worker.stop()
+                if code is None:
+                    raise UsageError(f"calibration worker gave no result within 300 s under '{profile.name}'; "
+                                     "the machine is overloaded or the runtime hangs")
+                raise UsageError(f"calibration worker crashed under '{profile.name}' (exit code {code})")
             if message[0] == "device":
                 raise DeviceUnavailable(message[1])
             if message[0] == "error":
                 raise UsageError(f"calibration failed under '{profile.name}': {message[1]}")
             on_item(*message[1:])
-            received += 1
-    except EOFError:
-        raise UsageError(f"calibration worker crashed under '{profile.name}' (exit code {process.exitcode})") from None
-    finally:
-        process.join(timeout=5)
-        if process.is_alive():
-            process.kill()
-            process.join()
 
 
 def _time_network(config: Config, in_channels: int, profile: Profile, folder: Path, on_item) -> None:
@@ -126,27 +111,25 @@ class Journal:
         self.done: dict[tuple[int, str], tuple[float, float, float]] = {}
         self.elapsed_s = 0.0
         if path.exists():
-            lines = path.read_text(encoding="utf-8").splitlines()
-            try:
-                first = json.loads(lines[0]) if lines else None
-            except ValueError:
-                first = None
+            from cpbench.workspace.formats import open_for_append, read_jsonl
+
+            fix = "delete the file to start over"
+            rows = iter(read_jsonl(path, fix))
+            first = next(rows, (0, None))[1]
             if first != header:
                 raise UsageError(f"{path} holds an unfinished calibration with other settings (or is damaged); rerun "
-                                 f"with the same options to resume it, or delete the file to start over")
-            for line in lines[1:]:
+                                 f"with the same options to resume it, or {fix}")
+            for _, r in rows:
                 try:
-                    r = json.loads(line)
                     self.done[(int(r["round"]), str(r["id"]))] = (float(r["min"]), float(r["median"]), float(r["load_s"]))
                     self.elapsed_s = max(self.elapsed_s, float(r["t"]))
                 except (ValueError, KeyError, TypeError):
                     continue  # a line cut short by a kill: that item is measured again
+            self._file = open_for_append(path)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(header, sort_keys=True) + "\n", encoding="utf-8")
-        self._file = open(path, "a", encoding="utf-8")
-        if path.read_bytes()[-1:] not in (b"\n", b""):  # a kill mid-line: start the next line on its own
-            self._file.write("\n")
+            self._file = open(path, "a", encoding="utf-8")
 
     def add(self, round_index: int, item_id: str, minimum: float, median: float, load_s: float, elapsed_s: float) -> None:
         import json

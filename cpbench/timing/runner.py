@@ -7,7 +7,6 @@ kept.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from cpbench.errors import UsageError, first_line
 from cpbench.timing.profiles import Profile
 from cpbench.timing.runtimes import DeviceUnavailable
 from cpbench.timing.protocol import TimingStats, round_summary, rounds_agree, summarize
+from cpbench.timing.worker import Worker, detach_from_signals
 
 LOAD_ALLOWANCE_S = 300.0  # compile/session creation and the first run, on top of the measuring caps
 
@@ -92,20 +92,6 @@ class ModelTiming:
         return out
 
 
-def _detach_from_signals() -> None:
-    """Ctrl-C is the parent's to handle (it stops this worker and keeps what finished), and a
-    parent killed with -9 takes the worker with it (Linux) instead of leaving it measuring."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _beside(times: list[float], what: str) -> dict:
     """The summary of the clock the profile does not time, kept beside the measurement."""
     values = np.asarray(times)
@@ -114,7 +100,7 @@ def _beside(times: list[float], what: str) -> dict:
 
 def _worker(connection, path: str, profile: Profile, seed: int) -> None:
     """Runs in a fresh process: load, measure, send back raw facts (no statistics here)."""
-    _detach_from_signals()
+    detach_from_signals()
     from cpbench.timing.runtimes import get_runtime, make_inputs
     from cpbench.timing.protocol import measure
 
@@ -143,26 +129,12 @@ def _worker(connection, path: str, profile: Profile, seed: int) -> None:
 
 def time_in_worker(target: TimingTarget, profile: Profile, seed: int = 0) -> ModelTiming:
     """Measure one model in a spawned process; a crash or a hang is a failed model, not a failed run."""
-    context = multiprocessing.get_context("spawn")
-    receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_worker, args=(sender, str(target.path), profile, seed), daemon=True)
-    process.start()
-    sender.close()
     timeout = profile.measure.max_time_s * 2 + LOAD_ALLOWANCE_S
-    message = None
-    try:
-        if receiver.poll(timeout):
-            message = receiver.recv()
-    except EOFError:
-        message = None
-    finally:
-        process.join(timeout=5)
-        if process.is_alive():
-            process.kill()
-            process.join()
+    with Worker(_worker, str(target.path), profile, seed) as worker:
+        message = worker.receive(timeout)
+        code = worker.stop()
     base = ModelTiming(target.name, "failed", profile.batch, macs=target.macs, file=str(target.path), sha256=target.sha256)
     if message is None:
-        code = process.exitcode
         base.error = f"worker crashed (exit code {code})" if code not in (None, 0) else f"no result within {timeout:.0f} s"
         return base
     if "device" in message:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from cpbench.errors import check_choice
+
 
 class OptionError(ValueError):
     """A bad key or value in a profile's [options]; the message names the key."""
@@ -62,8 +64,8 @@ class OrtOptions:
                     _check(f"{key}.{sub}", item, (str, int, float, bool))
                 values[key] = {str(k): (str(v) if key == "config" else v) for k, v in value.items()}
             else:
-                known = ", ".join([*cls.SESSION, "pin_threads", "config", "provider"])
-                raise OptionError(f"unknown ONNX Runtime option 'options.{key}'; known: {known}")
+                known = [f"options.{k}" for k in (*cls.SESSION, "pin_threads", "config", "provider")]
+                check_choice(f"options.{key}", known, "ONNX Runtime option", OptionError)
         return cls(**values)
 
 
@@ -97,8 +99,7 @@ class OpenVinoOptions:
     def parse(cls, options: dict) -> "OpenVinoOptions":
         out = {}
         for key, value in options.items():
-            if key not in OPENVINO_PROPERTIES:
-                raise OptionError(f"unknown OpenVINO property 'options.{key}'; known: {', '.join(OPENVINO_PROPERTIES)}")
+            check_choice(f"options.{key}", [f"options.{k}" for k in OPENVINO_PROPERTIES], "OpenVINO property", OptionError)
             kinds, choices = OPENVINO_PROPERTIES[key]
             _check(key, value, kinds, choices)
             if key in ("NUM_STREAMS", "INFERENCE_NUM_THREADS", "PERFORMANCE_HINT_NUM_REQUESTS") and not (

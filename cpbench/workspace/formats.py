@@ -1,12 +1,15 @@
-"""One way to write and read cpbench's JSON and TOML files: each carries `format = N`, and one
-function reads them all, refusing a version this cpbench does not know with a clear message."""
+"""One way to write and read cpbench's JSON, TOML and JSON-lines files: each carries `format = N`,
+and one function reads each kind, refusing a version this cpbench does not know with a clear message."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import os
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 from cpbench.errors import UsageError
 from cpbench.workspace.files import write_atomically
@@ -61,3 +64,48 @@ def write_json(path: Path, payload: dict, version: int) -> Path:
     else:
         write_atomically(path, (json.dumps(stamp(payload, version), indent=2, default=str) + "\n").encode())
     return path
+
+
+def read_jsonl(path: Path, fix: str) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each line of a JSON-lines file. A line that is not JSON is a write
+    cut short by a kill and is skipped (appends start a fresh line after it); a line that is JSON but
+    not an object is damage, refused naming the line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path} ({exc.strerror or type(exc).__name__}); check the path and its permissions") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text; {fix}") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(row, dict):
+            raise UsageError(f"{path}:{number} is not a JSON object; {fix}")
+        yield number, row
+
+
+def open_for_append(path: Path) -> TextIO:
+    """The file opened for appending lines, on a line of its own even when the last write was cut
+    mid-line (otherwise the next line would be glued to the fragment and never read back)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a", encoding="utf-8")
+    if handle.tell() > 0:
+        with open(path, "rb") as reader:
+            reader.seek(-1, 2)
+            if reader.read(1) != b"\n":
+                handle.write("\n")
+    return handle
+
+
+def append_jsonl(path: Path, row: dict) -> None:
+    """One line, flushed and fsynced: a stop at any moment loses at most the line being written."""
+    with open_for_append(path) as handle:
+        handle.write(json.dumps(row, sort_keys=True, default=str) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())

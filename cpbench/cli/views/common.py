@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cpbench import units
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -15,24 +16,6 @@ if TYPE_CHECKING:  # annotations only: importing the sweep would import torch, w
     from cpbench.export.sweep import ExportJob, Job, JobOutcome, SweepSummary
 
 STATUS_STYLE = {"exported": "green", "skipped": "dim", "failed": "bold red"}
-
-
-def _fmt_acc(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
-
-
-def _fmt_int(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
-
-
-def fmt_macs(value: int | None) -> str:
-    """Engineering units: 27.1M, 1.81G."""
-    if value is None:
-        return "-"
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.3g}{unit}"
-    return str(value)
 
 
 def bar_progress(console: Console, transient: bool = False) -> Progress:
@@ -126,7 +109,7 @@ def sweep_table(summary: SweepSummary) -> Table:
         train_s = row["train_s"]
         table.add_row(
             row["config"], row["recipe"], f"[{STATUS_STYLE[row['status']]}]{row['status']}[/]",
-            _fmt_int(row["params"]), fmt_macs(row["macs"]), _fmt_acc(row["accuracy"]),
+            units.count(row["params"]), units.macs(row["macs"]), units.accuracy(row["accuracy"]),
             "-" if train_s is None else f"{train_s:.1f}",
             row["file"] or (row["error"] or ""),
         )
@@ -143,7 +126,7 @@ def models_table(records: list[ModelRecord], workspace: Workspace) -> Table:
         size = f"{path.stat().st_size / 1024:.0f} KiB" if path.exists() else "[red]missing[/]"
         table.add_row(
             r.name, *(str(v) if v is not None else "-" for v in (r.f, r.s, r.k, r.l)),
-            r.dataset, r.recipe_name, _fmt_int(r.params), fmt_macs(r.macs), _fmt_acc(r.accuracy), size,
+            r.dataset, r.recipe_name, units.count(r.params), units.macs(r.macs), units.accuracy(r.accuracy), size,
         )
     return table
 
@@ -152,7 +135,7 @@ def count_tables(count: "GraphCount", title: str, all_layers: bool = False) -> l
     """Totals by category, then one row per layer (zero-cost layers only with all_layers)."""
     from cpbench.counting.handlers import CATEGORIES, CORE
 
-    totals = Table("category", "MACs", "share", title=f"{title}: {fmt_macs(count.total_macs)} MACs = {fmt_macs(count.flops)} FLOPs")
+    totals = Table("category", "MACs", "share", title=f"{title}: {units.macs(count.total_macs)} MACs = {units.macs(count.flops)} FLOPs")
     for category in CATEGORIES:
         macs = count.macs_by_category.get(category, 0)
         if macs:
@@ -186,16 +169,6 @@ def table1_table(rows: list) -> Table:
         table.add_row(r.label, r.model, f"{r.paper_gflops:.2f}", f"{r.cpbench_gflops:.2f}",
                       "-" if r.torchvision_gmacs is None else f"{r.torchvision_gmacs:.3f}", mark, r.note)
     return table
-
-
-def fmt_seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value < 1e-3:
-        return f"{value * 1e6:.1f} µs"
-    if value < 1:
-        return f"{value * 1e3:.3f} ms"
-    return f"{value:.3f} s"
 
 
 class TimingProgress(LazyProgress):
@@ -232,14 +205,14 @@ def timing_table(run) -> Table:
         table.add_column(column, justify="left" if column == "notes" else "right")
     for t in run.timings:
         if t.status != "ok":
-            table.add_row(t.model, fmt_macs(t.macs), "-", "-", "-", "-", "-", "-", "-", *(("-",) if batch > 1 else ()), f"[red]{t.error}[/]")
+            table.add_row(t.model, units.macs(t.macs), "-", "-", "-", "-", "-", "-", "-", *(("-",) if batch > 1 else ()), f"[red]{t.error}[/]")
             continue
         st = t.stats
         gmacs = "-" if t.gmacs_per_s is None else f"{t.gmacs_per_s:.1f}"
         notes = "[yellow]" + "; ".join(st.warnings) + "[/]" if st.warnings else ""
         table.add_row(
-            t.model, fmt_macs(t.macs), fmt_seconds(t.load_s), fmt_seconds(t.first_s), fmt_seconds(st.median_s),
-            fmt_seconds(st.p90_s), f"{st.stdev_pct:.1f}", str(st.n), gmacs,
+            t.model, units.macs(t.macs), units.seconds(t.load_s), units.seconds(t.first_s), units.seconds(st.median_s),
+            units.seconds(st.p90_s), f"{st.stdev_pct:.1f}", str(st.n), gmacs,
             *((f"{t.throughput_ips:,.0f}",) if batch > 1 else ()), notes,
         )
     return table
@@ -252,7 +225,7 @@ def compare_table(comparison) -> Table:
         table.add_column(column, justify="right")
     styles = {"faster": "green", "slower": "red", "same": "dim", "untested": "yellow"}
     for m in comparison.models:
-        table.add_row(m.model, fmt_seconds(m.median_a_s), fmt_seconds(m.median_b_s), f"{m.ratio:.3f}",
+        table.add_row(m.model, units.seconds(m.median_a_s), units.seconds(m.median_b_s), f"{m.ratio:.3f}",
                       f"{m.rounds_a}/{m.rounds_b}", "-" if m.p_value is None else f"{m.p_value:.3g}",
                       f"[{styles[m.verdict]}]{m.verdict}[/]")
     table.caption = (f"geometric mean of ratios: {comparison.geometric_mean_ratio:.3f} over {len(comparison.models)} models; "

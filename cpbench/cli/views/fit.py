@@ -6,11 +6,7 @@ from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 
-from cpbench.cli.views.common import fmt_macs, fmt_seconds
-
-
-def _pct(value: float) -> str:
-    return f"{value:.1%}"
+from cpbench import units
 
 
 def models_fit_table(result) -> Table:
@@ -20,11 +16,11 @@ def models_fit_table(result) -> Table:
     for column in ("R² fit", "MAPE", "max", "RMSPE", "±10%", "±5%", "MAPE l-out", "MAPE k-out"):
         table.add_column(column, justify="right")
     for name, e in result.evaluations.items():
-        held = [_pct(e.held_out[g].mape) if g in e.held_out else "-" for g in ("l", "k")]
+        held = [units.percent(e.held_out[g].mape) if g in e.held_out else "-" for g in ("l", "k")]
         style = "bold green" if name == result.best else ""
         table.add_row(
-            f"[{style}]{name}[/]" if style else name, e.fitted.spec.weighting, f"{e.fit_set.r2:.3f}", _pct(e.kfold.mape),
-            _pct(e.kfold.max_ape), _pct(e.kfold.rmspe), _pct(e.kfold.within_10), _pct(e.kfold.within_5), *held,
+            f"[{style}]{name}[/]" if style else name, e.fitted.spec.weighting, f"{e.fit_set.r2:.3f}", units.percent(e.kfold.mape),
+            units.percent(e.kfold.max_ape), units.percent(e.kfold.rmspe), units.percent(e.kfold.within_10), units.percent(e.kfold.within_5), *held,
         )
     table.caption = (f"errors on configs left out of each fit ({result.folds}-fold; l-out/k-out: every config with one l "
                      f"or one k held out); best: {result.best}")
@@ -47,7 +43,7 @@ def coefficients_table(result, names: tuple[str, ...] = ("eq1", "eq1-rel", "line
             f"{norm.get('alpha1', float('nan')):.3f}", f"{norm.get('alpha0', float('nan')):.3f}",
         )
     source = "measured" if result.baseline_measured else "predicted by the best model"
-    table.caption = f"baseline time {fmt_seconds(result.baseline_time_s)} ({source})"
+    table.caption = f"baseline time {units.seconds(result.baseline_time_s)} ({source})"
     return table
 
 
@@ -58,7 +54,7 @@ def zoo_table(result) -> Table | None:
     for column in ("model", "MACs", "measured", "family line", "measured / line"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for z in sorted(result.zoo, key=lambda z: z.macs):
-        table.add_row(z.model, fmt_macs(z.macs), fmt_seconds(z.measured_s), fmt_seconds(z.family_line_s), f"{z.ratio:.2f}")
+        table.add_row(z.model, units.macs(z.macs), units.seconds(z.measured_s), units.seconds(z.family_line_s), f"{z.ratio:.2f}")
     if result.zoo_linear:
         m = result.zoo_linear
         table.caption = f"a line through the zoo alone: R² {m.r2:.3f}, MAPE {m.mape:.1%}, max error {m.max_ape:.0%} (on its own points)"
@@ -108,7 +104,7 @@ def profile_panel(profile, fitted: dict | None, source: str) -> Group:
         table.add_column(column, justify="right" if "MAPE" in column or "±" in column or "R²" in column else "left")
     for name, entry in fitted.get("models", {}).items():
         coefs = "\n".join(f"{k} = {v['value']:.3g} [{v['ci_low']:.3g}, {v['ci_high']:.3g}]" for k, v in entry.get("coefficients", {}).items())
-        table.add_row(name, coefs, _pct(entry["kfold"]["mape"]), _pct(entry["kfold"]["within_10"]), f"{entry['fit_set']['r2']:.3f}")
+        table.add_row(name, coefs, units.percent(entry["kfold"]["mape"]), units.percent(entry["kfold"]["within_10"]), f"{entry['fit_set']['r2']:.3f}")
     parts.append(table)
     if fitted.get("verdict"):
         parts.append(Panel(fitted["verdict"], title="verdict", expand=False))
