@@ -215,3 +215,45 @@ def test_a_model_with_two_inputs_is_timed_with_the_batch_only_where_it_is_symbol
     done = cli("time", "--device", "cpu-1thread", "--model", str(path), "--batch", "4", "-w", str(workspace), "--json", *QUICK)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["models"][0]["status"] == "ok"
+
+
+def test_a_model_file_replaced_between_rounds_is_never_timed_under_the_old_name(workspace, monkeypatch):
+    """Every round loads the bytes whose sha256 is stored, even when the file is replaced mid-run."""
+    import hashlib
+    import shutil
+
+    from cpbench.timing import runner
+    from cpbench.timing.profiles import SHIPPED, load_profile
+    from cpbench.workspace.folder import Workspace
+
+    folder = workspace / "models" / "family" / "fashionmnist-untrained"
+    small, large = folder / "f4-s8-k3-l1.onnx", folder / "f8-s12-k3-l2.onnx"
+    original = small.read_bytes()
+    loaded = []
+    real = runner.time_in_worker
+
+    def spy(target, profile, seed=0):
+        loaded.append((target.name, hashlib.sha256(target.path.read_bytes()).hexdigest()))
+        return real(target, profile, seed)
+
+    class ReplaceAfterFirst:
+        def model_started(self, index, total, target):
+            pass
+
+        def model_finished(self, timing):
+            shutil.copy(large, small)  # another process overwrites the model after its first round
+
+    monkeypatch.setattr(runner, "time_in_worker", spy)
+    profile = load_profile("cpu-1thread", SHIPPED)
+    from dataclasses import replace
+    profile = profile.with_overrides(measure=replace(profile.measure, rounds=2, min_runs=5, min_time_s=0.0, warmup_runs=1,
+                                                     warmup_time_s=0.0))
+    try:
+        with Workspace(workspace).open_store() as store:
+            targets = [t for t in runner.targets_for(workspace, store, None, []) if t.path == small]
+            run = runner.run_timing(store, "cpu-1thread", profile, targets, ReplaceAfterFirst())
+    finally:
+        small.write_bytes(original)
+    stored = hashlib.sha256(original).hexdigest()
+    assert [h for _, h in loaded] == [stored, stored]  # both rounds timed the bytes that were checked
+    assert run.timings[0].sha256 == stored and len(run.timings[0].rounds) == 2

@@ -43,40 +43,42 @@ def calibrate_command(
     profile = load_profile(device, ws.profiles_dir)
     here = fingerprint()["hardware_id"]
     ws.ensure_writable()
-    resumed = False
-    if refit:
-        path = calibration_path(ws.models_dir, profile.name, here)
-        if not path.is_file():
-            raise UsageError(f"no saved calibration of '{profile.name}' on this machine ({path}) to refit; "
-                             f"run 'cpbench calibrate --device {profile.name}'")
-        calibration = load_calibration(path)
-        design_rounds, design_runs = calibration.design.get("rounds"), calibration.design.get("runs")
-    else:
-        design = default_design(profile.runtime, rounds=rounds, runs=runs, networks=networks, share=share, pairs=pairs,
-                                whole=whole)
-        design_rounds, design_runs = design.rounds, design.runs
-        journal = journal_path(ws.models_dir, profile.name, here)
-        resumed = journal.exists()
-        with bar_progress(err) as progress:
-            task = progress.add_task(f"calibrating '{profile.name}'", total=None)
+    with ws.exclusive("calibrate", "wait for it to finish, or calibrate in another workspace"):
+        resumed = False
+        if refit:
+            path = calibration_path(ws.models_dir, profile.name, here)
+            if not path.is_file():
+                raise UsageError(f"no saved calibration of '{profile.name}' on this machine ({path}) to refit; "
+                                 f"run 'cpbench calibrate --device {profile.name}'")
+            calibration = load_calibration(path)
+            design_rounds, design_runs = calibration.design.get("rounds"), calibration.design.get("runs")
+        else:
+            design = default_design(profile.runtime, rounds=rounds, runs=runs, networks=networks, share=share, pairs=pairs,
+                                    whole=whole)
+            design_rounds, design_runs = design.rounds, design.runs
+            journal = journal_path(ws.models_dir, profile.name, here)
+            resumed = journal.exists()
+            with bar_progress(err) as progress:
+                task = progress.add_task(f"calibrating '{profile.name}'", total=None)
 
-            def observer(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
+                def observer(done: int, total: int) -> None:
+                    progress.update(task, completed=done, total=total)
 
-            try:
-                calibration = calibrate(profile, SPACES[dataset], design, observer=observer, journal_file=journal)
-            except KeyboardInterrupt:
-                kept = max(0, len(journal.read_text(encoding="utf-8").splitlines()) - 1) if journal.exists() else 0
-                err.print(f"interrupted: {kept} measurements are kept in {journal}; rerun the same command to resume")
-                raise typer.Exit(130) from None
-        path = save_calibration(ws.models_dir, calibration)
-        journal.unlink(missing_ok=True)  # only now: every measurement is in the saved calibration
-        # the model of an earlier calibration must never answer for this one, even if this fit fails
-        model_path(ws.models_dir, profile.name, calibration.hardware_id).unlink(missing_ok=True)
-    # fitted from the file as saved (its times rounded to 5 digits); a fit that fails keeps the
-    # calibration, which --refit fits again
-    model = fit_kernel_model(load_calibration(path))
-    saved = save_time_model(model_path(ws.models_dir, profile.name, calibration.hardware_id), model)
+                try:
+                    calibration = calibrate(profile, SPACES[dataset], design, observer=observer, journal_file=journal)
+                except KeyboardInterrupt:
+                    kept = max(0, len(journal.read_text(encoding="utf-8").splitlines()) - 1) if journal.exists() else 0
+                    err.print(f"interrupted: {kept} measurements are kept in {journal}; rerun the same command to resume"
+                              if kept else "interrupted before anything was measured; nothing to resume")
+                    raise typer.Exit(130) from None
+            path = save_calibration(ws.models_dir, calibration)
+            journal.unlink(missing_ok=True)  # only now: every measurement is in the saved calibration
+            # the model of an earlier calibration must never answer for this one, even if this fit fails
+            model_path(ws.models_dir, profile.name, calibration.hardware_id).unlink(missing_ok=True)
+        # fitted from the file as saved (its times rounded to 5 digits); a fit that fails keeps the
+        # calibration, which --refit fits again
+        model = fit_kernel_model(load_calibration(path))
+        saved = save_time_model(model_path(ws.models_dir, profile.name, calibration.hardware_id), model)
     summary = {**model.summary(), "file": str(path), "model_file": str(saved)}
     if as_json:
         print_json(summary)

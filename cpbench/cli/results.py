@@ -16,16 +16,19 @@ results_app = typer.Typer(help="Move results between workspaces: a versioned bun
 
 @results_app.command("export")
 def export_command(
-    file: Annotated[Path, typer.Argument(help="Bundle to write (JSON).")],
+    file: Annotated[Path, typer.Argument(help="Bundle to write (JSON); a new file unless --force.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace FILE if it exists (never the workspace's store or models).")] = False,
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
     """Write every run (fingerprints, measurements, per-round summaries), the models they timed and the saved fits to FILE."""
     from cpbench.timing.environment import machine_summary
-    from cpbench.workspace.bundle import export_bundle, write_bundle
+    from cpbench.workspace.bundle import check_bundle_target, export_bundle, write_bundle
     from cpbench.workspace.folder import Workspace
 
-    bundle = export_bundle(Workspace(workspace), machine_summary())
+    ws = Workspace(workspace)
+    check_bundle_target(ws, file, force)
+    bundle = export_bundle(ws, machine_summary())
     write_bundle(file, bundle)
     counts = {"runs": len(bundle["runs"]), "models": len(bundle["models"]), "files": len(bundle["files"])}
     if as_json:
@@ -41,13 +44,19 @@ def import_command(
     as_json: JsonOption = False,
 ) -> None:
     """Merge a bundle: what is already here is skipped; a clash of ids with other content imports nothing."""
+    from cpbench.fitting.device_fit import FIT_FORMAT
+    from cpbench.fitting.precision_predictor import PRECISION_FORMAT
+    from cpbench.fitting.predictors import MODEL_FORMAT
+    from cpbench.timing.calibration_record import CALIBRATION_FORMAT
     from cpbench.workspace.bundle import import_bundle, read_bundle
     from cpbench.workspace.folder import Workspace
 
     bundle = read_bundle(file)
     ws = Workspace(workspace)
     ws.ensure_writable()
-    summary = import_bundle(ws, bundle)
+    kinds = {"fits/*.calibration.json.gz": CALIBRATION_FORMAT, "fits/*.model.json.gz": MODEL_FORMAT,
+             "fits/*.json": FIT_FORMAT, "precision/*.json": PRECISION_FORMAT}
+    summary = import_bundle(ws, bundle, kinds)
     if as_json:
         print_json(summary.as_dict())
         return

@@ -92,6 +92,8 @@ def show_command(
     path = study_file or _default_file(workspace, recipe)
     if not path.exists() and study_file is None and shipped_study("fashionmnist", recipe).exists():
         path = shipped_study("fashionmnist", recipe)
+    if study_file is not None and not study_file.is_file():
+        raise UsageError(f"no study file {study_file}; check the path, or leave --file out to show the workspace's study")
     results = read_results(path)
     planned = Counter(i.role for i in plan_study(FASHION_MNIST))
     done = Counter(r.role for r in results if r.recipe == recipe)

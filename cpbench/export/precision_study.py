@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 
-from cpbench.family.config import Config, Space, sweeps_1d, unique
+from cpbench.family.config import Config, Space, space_of, sweeps_1d, unique
 from cpbench.errors import UsageError
 from cpbench.workspace.files import pid_alive
 
@@ -180,9 +180,12 @@ def _checked(row: dict, where: str) -> StudyResult:
     if not isinstance(row["machine"], dict):
         raise bad("machine", "an object")
     try:
-        Config.parse(row["config"])
+        config = Config.parse(row["config"])
     except (UsageError, ValueError):
         raise bad("config", "f,s,k,l of a valid config") from None
+    b = space_of(row["dataset"]).baseline
+    if not (config.f <= b.f and config.s <= b.s and config.k <= b.k and config.l <= b.l):
+        raise bad("config", f"a config of the {row['dataset']} space (each of f, s, k, l at most its baseline {b.as_csv()})")
     return StudyResult(**row)
 
 

@@ -24,7 +24,7 @@ from cpbench.timing.calibration_record import Calibration
 from cpbench.timing.profiles import Profile
 from cpbench.timing.protocol import MeasureSettings
 from cpbench.timing.runtimes import DeviceUnavailable
-from cpbench.timing.worker import Worker, detach_from_signals
+from cpbench.timing.worker import Worker
 
 
 def _settings(design: CalibrationDesign) -> MeasureSettings:
@@ -37,7 +37,6 @@ def _calibration_worker(connection, items: list[tuple[str, bytes]], profile: Pro
     from cpbench.timing.protocol import measure
     from cpbench.timing.runtimes import get_runtime, make_inputs
 
-    detach_from_signals()
     runtime = get_runtime(profile.runtime)
     with tempfile.TemporaryDirectory(prefix="cpbench-calibrate-") as folder:
         try:
@@ -105,7 +104,6 @@ class Journal:
     command resumes. The first line says what was being calibrated; other settings never resume it."""
 
     def __init__(self, path: Path, header: dict) -> None:
-        import json
 
         self.path, self.header = path, header
         self.done: dict[tuple[int, str], tuple[float, float, float]] = {}
@@ -127,19 +125,22 @@ class Journal:
                     continue  # a line cut short by a kill: that item is measured again
             self._file = open_for_append(path)
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(header, sort_keys=True) + "\n", encoding="utf-8")
-            self._file = open(path, "a", encoding="utf-8")
+            self._file = None  # created with the first measurement: a run that measures nothing leaves no journal
 
     def add(self, round_index: int, item_id: str, minimum: float, median: float, load_s: float, elapsed_s: float) -> None:
         import json
 
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "w", encoding="utf-8")
+            self._file.write(json.dumps(self.header, sort_keys=True) + "\n")
         self._file.write(json.dumps({"round": round_index, "id": item_id, "min": minimum, "median": median,
                                      "load_s": load_s, "t": round(elapsed_s, 3)}) + "\n")
         self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 def journal_header(profile: Profile, space: Space, design: CalibrationDesign, in_channels: int, hardware_id: str) -> dict:
@@ -161,7 +162,7 @@ def calibrate(profile: Profile, space: Space, design: CalibrationDesign, in_chan
 
     if profile.batch != 1:
         raise UsageError(f"kernel calibration is for latency at batch 1; profile '{profile.name}' has batch {profile.batch}: "
-                         f"use --batch 1")
+                         f"calibrate a profile with batch = 1 (a copy of this one in the workspace's profiles/ with batch = 1)")
     machine = fingerprint()
     kernels = plan_kernels(space, design, in_channels)
     networks = plan_networks(space, design)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,12 +41,23 @@ class CalibrationDesign:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not (1 <= self.rounds <= 20 and 5 <= self.runs <= 10_000 and 0 <= self.share <= 1 and self.networks >= 0
-                and self.full_s >= 1 and self.full_f >= 1 and self.chunk >= 1):
-            raise UsageError(f"invalid calibration design {asdict(self)}; see 'cpbench calibrate --help'")
+        for name, (low, high) in DESIGN_BOUNDS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                option = f"--{name}" if name in OPTIONS else f"the design's {name}"
+                raise UsageError(f"{option} is {value!r}; it must lie in [{low:g}, {high:g}]")
         if self.pairs and self.whole:
             raise UsageError("--pairs and --whole are two ways to time the family (pairs of blocks, or whole networks "
                              "instead of blocks); pick one")
+
+
+# what the design may ask for; the upper bounds keep planning and the run within a day on a laptop
+DESIGN_BOUNDS: dict[str, tuple[float, float]] = {
+    "rounds": (1, 20), "runs": (5, 10_000), "share": (0.0, 1.0), "networks": (0, 2_000), "full_s": (1, 1_000),
+    "full_f": (1, 1_000), "chunk": (1, 100_000), "classifier_points": (1, 1_000), "warmup_runs": (0, 10_000),
+}
+OPTIONS = ("rounds", "runs", "share", "networks")  # the ones `cpbench calibrate` takes as options
+MIN_NETWORKS = 7  # the composition fit's five terms and two degrees of freedom to judge it
 
 
 def default_design(runtime: str, *, rounds: int | None = None, runs: int | None = None, networks: int | None = None,
@@ -58,6 +69,9 @@ def default_design(runtime: str, *, rounds: int | None = None, runs: int | None 
     hundred or so runs are slow (here the minimum of 50 runs after 10 warm-up ones sat 25 % above
     that of 500 after 110, and moved by up to 30 % between compiles). Whole networks are the
     OpenVINO default (README, "Whole networks"); under ONNX Runtime they scored worse than blocks."""
+    if networks is not None and networks < MIN_NETWORKS:
+        raise UsageError(f"--networks is {networks}; the latency model learns how kernels compose from at least "
+                         f"{MIN_NETWORKS} networks: pass --networks {MIN_NETWORKS} or more")
     compiles = runtime != "onnxruntime"
     whole = (compiles and not pairs) if whole is None else whole
     sampled = pairs or whole

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field
+import tempfile
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
@@ -21,7 +22,7 @@ from cpbench.errors import UsageError, first_line
 from cpbench.timing.profiles import Profile
 from cpbench.timing.runtimes import DeviceUnavailable
 from cpbench.timing.protocol import TimingStats, round_summary, rounds_agree, summarize
-from cpbench.timing.worker import Worker, detach_from_signals
+from cpbench.timing.worker import Worker
 
 LOAD_ALLOWANCE_S = 300.0  # compile/session creation and the first run, on top of the measuring caps
 
@@ -100,7 +101,6 @@ def _beside(times: list[float], what: str) -> dict:
 
 def _worker(connection, path: str, profile: Profile, seed: int) -> None:
     """Runs in a fresh process: load, measure, send back raw facts (no statistics here)."""
-    detach_from_signals()
     from cpbench.timing.runtimes import get_runtime, make_inputs
     from cpbench.timing.protocol import measure
 
@@ -189,6 +189,52 @@ def run_timing(
         raise UsageError("no models to time; run 'cpbench export --preset timing --untrained' or pass --model FILE.onnx")
     run = run or TimingRun(new_run_id(device), device, profile, fingerprint(), datetime.now(timezone.utc).isoformat(timespec="seconds"))
     store.start_run(run)
+    with tempfile.TemporaryDirectory(prefix="cpbench-time-") as folder:
+        return _run_rounds(store, profile, targets, observer, seed, run, Path(folder))
+
+
+def _checked_copy(target: TimingTarget, index: int, folder: Path) -> Path:
+    """The bytes every round of `target` loads: read once, checked against the sha256 it was
+    registered with, and kept aside, so a file replaced mid-run is never timed under the old name."""
+    import hashlib
+
+    import shutil
+
+    copy = folder / str(index) / target.path.name
+    if not copy.exists():
+        data = target.path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        if target.sha256 is not None and digest != target.sha256:
+            raise ChangedModel(f"{target.path} changed after it was checked (sha256 differs); nothing of it was timed")
+        target.sha256 = digest
+        copy.parent.mkdir(parents=True)
+        copy.write_bytes(data)
+        for name in _external_files(copy):  # weights stored beside the graph travel with it
+            source, placed = (target.path.parent / name).resolve(), (copy.parent / name).resolve()
+            if source.is_file() and placed.is_relative_to(copy.parent):
+                placed.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, placed)
+    return copy
+
+
+def _external_files(path: Path) -> set[str]:
+    """The files an ONNX graph keeps its large tensors in (external data), by their relative names."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    names = set()
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            names.update(e.value for e in tensor.external_data if e.key == "location")
+    return names
+
+
+class ChangedModel(Exception):
+    """A model file whose bytes are no longer those registered for it."""
+
+
+def _run_rounds(store, profile: Profile, targets: list[TimingTarget], observer, seed: int, run: TimingRun,
+                folder: Path) -> TimingRun:
     settings = profile.measure
     rounds, most = settings.rounds, max(settings.rounds, settings.max_rounds)
     latest: dict[int, ModelTiming] = {}
@@ -203,7 +249,12 @@ def run_timing(
                 target = targets[index]
                 if observer:
                     observer.model_started(round_index * len(targets) + position, most * len(targets), target)
-                timing = time_in_worker(target, profile, seed)
+                try:
+                    timing = time_in_worker(replace(target, path=_checked_copy(target, index, folder)), profile, seed)
+                except Exception as exc:  # a file changed or unreadable: that model failed, the run goes on
+                    timing = ModelTiming(target.name, "failed", profile.batch, macs=target.macs, sha256=target.sha256,
+                                         error=first_line(exc))
+                timing.file = str(target.path)
                 if index in latest:
                     timing = latest[index].merged_with(timing)
                 adaptive = most > rounds
@@ -264,8 +315,12 @@ def targets_for(root: Path, store, pattern: str | None, files: list[Path], batch
         where = f"matching '{pattern}' " if pattern else ""
         raise UsageError(f"no models {where}in {root}; run 'cpbench export --preset timing --untrained' or pass --model FILE.onnx")
     targets = []
+    models = (Path(root) / "models").resolve()
     for r in records:
-        path = root / r.file
+        path = Path(root) / r.file
+        if not path.resolve().is_relative_to(models):
+            raise UsageError(f"model {r.name} names the file {r.file}, outside the workspace's models/; nothing was timed "
+                             "(re-export it here, or time that file with --model FILE.onnx)")
         if not path.is_file():
             raise UsageError(f"{r.file} of model {r.name} is missing; re-export it with 'cpbench export ... --force' or time other models with --models")
         if sha256_of(path) != r.sha256:

@@ -22,14 +22,26 @@ def detach_from_signals() -> None:
         pass
 
 
+def _run_quietly(target: Callable[..., None], connection, *args: Any) -> None:
+    """The worker's body. A parent that stopped listening (Ctrl-C, SIGTERM, a timeout) is no error of
+    the worker's: it leaves at once, without the traceback multiprocessing would print."""
+    import os
+
+    detach_from_signals()
+    try:
+        target(connection, *args)
+    except (BrokenPipeError, ConnectionResetError, EOFError, KeyboardInterrupt):
+        os._exit(0)
+
+
 class Worker:
-    """A spawned process running `target(connection, *args)`; the parent reads what it sends with
-    `receive`. Use as a context manager: leaving it joins the process, or kills it if it lingers."""
+    """A spawned process running `target(connection, *args)` detached from the parent's signals; the
+    parent reads what it sends with `receive`. Use as a context manager: leaving it joins the process, or kills it if it lingers."""
 
     def __init__(self, target: Callable[..., None], *args: Any) -> None:
         context = multiprocessing.get_context("spawn")
         self._receiver, sender = context.Pipe(duplex=False)
-        self._process = context.Process(target=target, args=(sender, *args), daemon=True)
+        self._process = context.Process(target=_run_quietly, args=(target, sender, *args), daemon=True)
         self._process.start()
         sender.close()
 

@@ -17,7 +17,7 @@ from cpbench.errors import UsageError
 from cpbench.workspace.files import write_atomically
 from cpbench.workspace.formats import check_format, stamp
 from cpbench.workspace.records import ModelRecord, RunRecord
-from cpbench.workspace.folder import Workspace
+from cpbench.workspace.folder import LOCK_NAME, Workspace
 
 BUNDLE_FORMAT = 1
 KIND = "cpbench-results"
@@ -44,9 +44,10 @@ def _write_result(path: Path, content: dict) -> None:
 
 def _result_files(ws: Workspace) -> dict[str, dict]:
     """Saved fits and kernel calibrations, by their path relative to the workspace:
-    models/fits/*.json, models/fits/*.calibration.json.gz and models/precision/*.json."""
+    models/fits/*.json, models/fits/*.calibration.json.gz, models/fits/*.model.json.gz and models/precision/*.json."""
     out = {}
-    for folder, pattern in (("fits", "*.json"), ("fits", "*.calibration.json.gz"), ("precision", "*.json")):
+    for folder, pattern in (("fits", "*.json"), ("fits", "*.calibration.json.gz"), ("fits", "*.model.json.gz"),
+                            ("precision", "*.json")):
         for path in sorted((ws.models_dir / folder).glob(pattern)) if (ws.models_dir / folder).is_dir() else []:
             out[f"models/{folder}/{path.name}"] = _read_result(path)
     return out
@@ -68,6 +69,23 @@ def export_bundle(ws: Workspace, machine: dict) -> dict:
                   "models": list(models.values()), "files": _result_files(ws)}, BUNDLE_FORMAT)
 
 
+def check_bundle_target(ws: Workspace, path: Path, force: bool) -> None:
+    """A bundle never replaces what cpbench keeps (the store, its lock, anything under models/) nor,
+    without --force, any existing file; checked before anything is read."""
+    path = Path(path)
+    target = path.resolve()
+    kept = [ws.store_path.resolve(), ws.models_dir.resolve(), (ws.root / LOCK_NAME).resolve()]
+    if any(target == k or target.is_relative_to(k) for k in kept) or target.name.startswith(ws.store_path.name):
+        raise UsageError(f"{path} is the workspace's store or lies under its models/; write the bundle elsewhere, "
+                         "such as results.json")
+    if target.is_dir():
+        raise UsageError(f"{path} is a folder; name a file such as {path / 'results.json'}")
+    if not target.parent.is_dir():
+        raise UsageError(f"the folder of {path} does not exist; create it or name a file in an existing folder")
+    if target.exists() and not force:
+        raise UsageError(f"{path} exists; name a new file, or pass --force to replace it")
+
+
 def write_bundle(path: Path, bundle: dict) -> None:
     write_atomically(path, (json.dumps(bundle, indent=1, default=str) + "\n").encode())
 
@@ -75,7 +93,7 @@ def write_bundle(path: Path, bundle: dict) -> None:
 def read_bundle(path: Path) -> dict:
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise UsageError(f"{path} is not a cpbench results bundle ({type(exc).__name__}); export one with 'cpbench results export FILE'") from None
     if not isinstance(payload, dict) or payload.get("kind") != KIND:
         raise UsageError(f"{path} is not a cpbench results bundle; export one with 'cpbench results export FILE'")
@@ -103,8 +121,13 @@ def _run_record(row: dict) -> RunRecord:
     return RunRecord(**values, measurements=measurements)
 
 
-def import_bundle(ws: Workspace, bundle: dict) -> ImportSummary:
-    """Check everything first, then write: a clash anywhere means nothing is imported."""
+def import_bundle(ws: Workspace, bundle: dict, kinds: dict[str, int]) -> ImportSummary:
+    """Check everything first (bundle_schema: every field, every path inside the workspace, every file
+    of a known kind and format; `kinds` maps each file pattern under models/ to its format), then
+    write: a clash or a bad field anywhere means nothing is imported."""
+    from cpbench.workspace.bundle_schema import check_bundle
+
+    check_bundle(bundle, kinds)
     summary = ImportSummary()
     new_runs, new_models, new_files = [], [], []
     with ws.open_store() as store:
@@ -132,22 +155,27 @@ def import_bundle(ws: Workspace, bundle: dict) -> ImportSummary:
             if not relative.startswith(("models/fits/", "models/precision/")) or ".." in Path(relative).parts:
                 raise UsageError(f"the bundle names a file outside models/fits and models/precision ({relative}); nothing was imported")
             target = ws.root / relative
+            if target.is_dir() or any(p.exists() and not p.is_dir() for p in target.parents if ws.root in p.parents):
+                raise UsageError(f"{relative} would replace a folder, or lies under a file, in {ws.root}; nothing was imported")
             if not target.exists():
                 new_files.append((target, content))
             elif _canonical(_read_result(target)) == _canonical(content):
                 summary.files_present += 1
             else:
                 raise UsageError(f"{relative} is already in {ws.root} with other content; nothing was imported")
-        with store.transaction() as db:
-            for record in new_models:
-                row = record.to_row()
-                db.execute(f"INSERT INTO models ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})", row)
-            for run in new_runs:
-                store.insert_run_record(run, db)
+        with ws.lock():
+            # files first, each atomically: if the store's transaction then fails, importing again finds
+            # them present and commits the rest; the other order would leave runs without their fits
+            for target, content in new_files:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _write_result(target, content)
+                summary.files_added.append(str(target.relative_to(ws.root)))
+            with store.transaction() as db:
+                for record in new_models:
+                    row = record.to_row()
+                    db.execute(f"INSERT INTO models ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})", row)
+                for run in new_runs:
+                    store.insert_run_record(run, db)
         summary.models_added = len(new_models)
         summary.runs_added = [r.id for r in new_runs]
-    for target, content in new_files:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _write_result(target, content)
-        summary.files_added.append(str(target.relative_to(ws.root)))
     return summary

@@ -67,9 +67,9 @@ def write_json(path: Path, payload: dict, version: int) -> Path:
 
 
 def read_jsonl(path: Path, fix: str) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each line of a JSON-lines file. A line that is not JSON is a write
-    cut short by a kill and is skipped (appends start a fresh line after it); a line that is JSON but
-    not an object is damage, refused naming the line."""
+    """(line number, object) for each line of a JSON-lines file. A line that opens an object but does
+    not parse is a write cut short by a kill and is skipped (appends start a fresh line after it);
+    any other line that is not a JSON object is damage, refused naming the line."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -82,8 +82,10 @@ def read_jsonl(path: Path, fix: str) -> Iterator[tuple[int, dict]]:
             continue
         try:
             row = json.loads(line)
-        except ValueError:
-            continue
+        except (ValueError, RecursionError):
+            if line.lstrip().startswith("{"):
+                continue
+            raise UsageError(f"{path}:{number} is not a JSON line; {fix}") from None
         if not isinstance(row, dict):
             raise UsageError(f"{path}:{number} is not a JSON object; {fix}")
         yield number, row
