@@ -61,9 +61,11 @@ def test_recommend_bad_targets(cli, calibrated):
         assert_one_line_error(cli("recommend", "--device", "cpu-1thread", "--target", bad, "-w", root), "--target must be in (0, 1]")
     assert_one_line_error(cli("recommend", "--device", "cpu-1thread", "-w", root), "exactly one of --target")
     assert_one_line_error(cli("recommend", "--device", "cpu-1thread", "--max-drop", "1.2", "-w", root), "--max-drop must be in [0, 1)")
-    infeasible = cli("recommend", "--device", "cpu-1thread", "--target", "0.999", "-w", root)
-    assert infeasible.returncode == 1 and "Traceback" not in infeasible.stderr
-    assert "the most likely is" in infeasible.stderr and infeasible.stdout == ""
+    # a target the space cannot reach is answered with the nearest it comes, never an arbitrary config
+    assert_one_line_error(cli("recommend", "--device", "cpu-1thread", "--target", "0.93", "--confidence", "0.9999999",
+                              "-w", root), "probability 0.9999999", "the highest predicted precision is")
+    assert_one_line_error(cli("recommend", "--device", "cpu-1thread", "--target", "0.9999999", "-w", root),
+                          "the highest predicted precision is")
     assert_one_line_error(cli("recommend", "--device", "cuda", "--target", "0.8", "-w", root),
                           "no fitted time model", "cpbench time --device cuda", "cpbench fit --device cuda")
     assert_one_line_error(cli("recommend", "--device", "cpu-1thread", "--target", "0.8", "--grid", "hex", "-w", root), "unknown grid")

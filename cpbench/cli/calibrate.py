@@ -26,7 +26,7 @@ def calibrate_command(
 ) -> None:
     """Time the family's distinct kernels and a few networks alone on this machine, learn the latency
     model and save it (models/fits/<device>-<hardware id>.model.json.gz), which predict and recommend load."""
-    from cpbench.cli.views.common import bar_progress
+    from cpbench.cli.views.common import LazyProgress
     from cpbench.family.config import SPACES
     from cpbench.errors import check_choice
     from cpbench.fitting.kernel_model import fit_kernel_model
@@ -58,11 +58,17 @@ def calibrate_command(
             design_rounds, design_runs = design.rounds, design.runs
             journal = journal_path(ws.models_dir, profile.name, here)
             resumed = journal.exists()
-            with bar_progress(err) as progress:
-                task = progress.add_task(f"calibrating '{profile.name}'", total=None)
+            with LazyProgress(err) as lazy:
+                task, first = None, None
 
                 def observer(done: int, total: int) -> None:
-                    progress.update(task, completed=done, total=total)
+                    nonlocal task, first
+                    first = done if first is None else first
+                    if task is None and done > first:  # shown once something is measured: an early error stands alone
+                        lazy.start()
+                        task = lazy.progress.add_task(f"calibrating '{profile.name}'", total=total)
+                    if task is not None:
+                        lazy.progress.update(task, completed=done, total=total)
 
                 try:
                     calibration = calibrate(profile, SPACES[dataset], design, observer=observer, journal_file=journal)

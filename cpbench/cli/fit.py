@@ -124,8 +124,17 @@ def predict_command(
         chosen_warning, predictor = chosen.warning, chosen.model
         if model == "kernel" and predictor.name != "kernel":
             raise UsageError(f"no kernel calibration for '{profile.name}' here; run 'cpbench calibrate --device {profile.name}'")
+    predictor.check_configs(configs)
     layers = Layers.of(configs, predictor.in_channels)
-    seconds = predictor.predict(layers)
+    try:
+        seconds = predictor.predict(layers)
+    except UsageError:
+        for c in configs:  # name the config the model cannot answer for
+            try:
+                predictor.predict_configs([c])
+            except UsageError as exc:
+                raise UsageError(f"config {c.as_csv()}: {exc}") from None
+        raise
     low, high = predictor.bounds(seconds)
     macs = FEATURES["macs"](layers)
     baseline = predictor.baseline_time_s

@@ -28,6 +28,10 @@ def flops_command(
 
     path = resolve_model_path(model, workspace)
     count = count_file(path, parse_input_shape(input_shape) if input_shape else None)
+    if not count.complete:
+        listed = ", ".join(f"{op} x{n}" for op, n in count.uncounted.items())
+        err.print(f"warning: {sum(count.uncounted.values())} nodes were not counted ({listed}), nor the subgraphs of "
+                  "control flow: the MACs and FLOPs are a lower bound")
     if as_json:
         print_json({"model": str(path), **count.as_dict(layers=True)})
         return

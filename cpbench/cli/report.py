@@ -18,20 +18,32 @@ def report_command(
     """Write reports/<name>/index.html, report.md and PNG plots; print the papers' claims beside the measurements."""
     from rich.table import Table
 
+    import re
+    import shutil
+
     from cpbench.errors import UsageError
     from cpbench.report.sections import build_report
     from cpbench.report.writers import CLAIMS_HEADER
     from cpbench.workspace.folder import Workspace
 
-    if name is not None and (not name or "/" in name or name.startswith(".")):
-        raise UsageError(f"--name must be a plain folder name, got {name!r}")
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name):
+        raise UsageError(f"--name must be a plain folder name of letters, digits, '.', '_' and '-' (at most 100, "
+                         f"starting with a letter or digit), got {name!r}")
     ws = Workspace(workspace)
     if ws.store_path.exists():  # the report reads fits, not rows: still, a damaged store is named, never reported around
         with ws.open_store():
             pass
     ws.ensure_writable()
-    with err.status("writing the report (fits and plots)"):
-        report = build_report(ws, name)
+    existed = {p.name for p in ws.reports_dir.iterdir()} if ws.reports_dir.is_dir() else set()
+    try:
+        with err.status("writing the report (fits and plots)"):
+            report = build_report(ws, name)
+    except BaseException:
+        # a report that failed halfway is not left looking like one; a folder that was already there is kept
+        for folder in ws.reports_dir.iterdir() if ws.reports_dir.is_dir() else []:
+            if folder.name not in existed:
+                shutil.rmtree(folder, ignore_errors=True)
+        raise
     if as_json:
         print_json(report.as_dict())
         return

@@ -71,6 +71,12 @@ class GraphCount:
         """FLOPs = 2 x MACs (one multiply and one add), over every counted category."""
         return 2 * self.total_macs
 
+    @property
+    def complete(self) -> bool:
+        """Every node counted: otherwise the totals are a lower bound (an If or Loop hides its
+        subgraphs' convolutions, an unknown op its cost)."""
+        return not self.uncounted
+
     def as_dict(self, layers: bool = True) -> dict:
         out = {
             "input_shapes": {k: list(v) for k, v in self.input_shapes.items()},
@@ -82,6 +88,7 @@ class GraphCount:
             "weight_bytes": self.weight_bytes,
             "activation_bytes": self.activation_bytes,
             "uncounted": dict(self.uncounted),
+            "complete": self.complete,
             "convention": "MACs are multiply-accumulates; FLOPs = 2 x MACs; core = conv + linear + matmul",
         }
         if layers:

@@ -76,6 +76,12 @@ def resolve_inputs(model: onnx.ModelProto, input_shape: Shape | None) -> dict[st
         raise UsageError(f"--input-shape sets one input, but the model has {len(inputs)}: {', '.join(i.name for i in inputs)}")
     for value in inputs:
         dims = value.type.tensor_type.shape.dim
+        if not value.type.tensor_type.HasField("shape"):  # the rank itself is unknown: only the user can say it
+            if input_shape is None:
+                raise UsageError(f"input '{value.name}' has no shape in the model (not even its rank); pass --input-shape, "
+                                 "e.g. 1x3x224x224")
+            resolved[value.name] = tuple(input_shape)
+            continue
         if input_shape is not None:
             if len(input_shape) != len(dims):
                 raise UsageError(

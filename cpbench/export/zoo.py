@@ -36,6 +36,9 @@ PAPER_003_MODELS = tuple(row[1] for row in PAPER_003_TABLE_1)
 DENSENETS = ("densenet121", "densenet161", "densenet169", "densenet201")
 # Random weights make deep nets' logits large; parity is checked relative to that scale.
 ZOO_PARITY_TOLERANCE = 1e-3
+MAX_INPUT = 1024  # 21x the activations of the usual 224: a few GB for the largest torchvision classifiers
+MAX_CHANNELS = 64
+MAX_CLASSES = 100_000
 AGREEMENT = 0.02  # a printed value within 2 % of cpbench's count agrees (they are rounded to 3 digits)
 
 
@@ -88,8 +91,11 @@ class ZooJob:
 
     def __post_init__(self) -> None:
         check_model_name(self.model)
-        if self.channels < 1 or self.num_classes < 2:
-            raise UsageError("--channels must be >= 1 and --classes >= 2")
+        if not (1 <= self.channels <= MAX_CHANNELS and 2 <= self.num_classes <= MAX_CLASSES):
+            raise UsageError(f"--channels must be in [1, {MAX_CHANNELS}] and --classes in [2, {MAX_CLASSES}]")
+        if self.input_size > MAX_INPUT:
+            raise UsageError(f"--input {self.input_size} is above {MAX_INPUT}: a network's activations grow with its "
+                             f"square (VGG16 needs ~240 GB at 100000); pass --input {MAX_INPUT} or less")
         minimum = published(self.model).min_size
         if self.input_size < minimum:
             raise UsageError(f"{self.model} needs inputs of at least {minimum}x{minimum}; pass --input {minimum} or more")

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from cpbench.errors import UsageError
 from cpbench.family.closed_form import Layers
 from cpbench.family.config import Config
 
@@ -106,6 +107,17 @@ class TimeModel(ABC):
 
     def predict_configs(self, configs: list[Config]) -> np.ndarray:
         return self.predict(Layers.of(configs, self.in_channels))
+
+    def check_configs(self, configs: list[Config]) -> None:
+        """Refuse, naming it, the first config outside the space the model was made for (each of f, s,
+        k and l at most its baseline's): a time model answers where it learned, never by extrapolation."""
+        b = self.baseline
+        for c in configs:
+            over = [f"{p} = {getattr(c, p)} > {getattr(b, p)}" for p in "fskl" if getattr(c, p) > getattr(b, p)]
+            if over:
+                raise UsageError(f"config {c.as_csv()} lies outside the space the '{self.device}' time model was made "
+                                 f"for ({', '.join(over)}; its baseline is {b.as_csv()}); ask for configs up to the "
+                                 "baseline, or calibrate a larger space")
 
     def bounds(self, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A 95 % interval for the measured time: measured = predicted / (1 + relative error);

@@ -21,9 +21,10 @@ PAPER_STEP = 0.05
 
 
 class Infeasible(CpbenchError):
-    """No config of the space reaches the target (exit code 1: a valid question with no answer)."""
+    """No config of the space reaches the target: the question asks for what the space cannot give,
+    answered like other input to change (exit code 2), with the nearest the space comes."""
 
-    exit_code = 1
+    exit_code = 2
 
 
 @dataclass
@@ -113,17 +114,19 @@ def best_under(evaluated: Evaluated, target: float, top: int = 5, probability: n
     if probability is not None and confidence is not None:
         feasible = np.flatnonzero(probability >= confidence)
         if not len(feasible):
-            best = int(np.argmax(probability))
-            raise Infeasible(
-                f"no config of the space reaches precision {target:.4f} with probability {confidence:.2f}; the most likely is "
-                f"{evaluated.candidates.config(best).as_csv()} at {probability[best]:.2f} (predicted {evaluated.precision[best]:.4f}); "
-                "lower --target or --confidence, or raise --max-drop"
-            )
+            best, top_index = int(np.argmax(probability)), int(evaluated.precision.argmax())
+            nearest = (f"the highest predicted precision is {evaluated.precision[top_index]:.4f} "
+                       f"({evaluated.candidates.config(top_index).as_csv()}, probability {probability[top_index]:.2f})")
+            if best != top_index and probability[best] >= 0.01:
+                nearest += (f"; the most likely to reach it is {evaluated.candidates.config(best).as_csv()} at "
+                            f"{probability[best]:.2f}")
+            raise Infeasible(f"no config of the space reaches precision {target:.7g} with probability {confidence:.7g}; "
+                             f"{nearest}; lower --target or --confidence, or raise --max-drop")
     else:
         feasible = np.flatnonzero(evaluated.precision >= target)
         if not len(feasible):
             raise Infeasible(
-                f"no config of the space reaches precision {target:.4f}; the best reachable is "
+                f"no config of the space reaches precision {target:.7g}; the best reachable is "
                 f"{evaluated.precision.max():.4f} ({evaluated.candidates.config(int(evaluated.precision.argmax())).as_csv()}); "
                 "lower --target or raise --max-drop"
             )

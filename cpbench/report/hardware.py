@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from cpbench.errors import UsageError
+from cpbench.errors import UsageError, first_line
 from cpbench.fitting.fitted_time_model import from_record
 
 
@@ -56,10 +56,7 @@ def _kernel_row(path, source: str, here: str, precision, target: float | None) -
     from cpbench.fitting.predictors import load_time_model
     from cpbench.fitting.time_models import PAPER_000_ERROR
 
-    try:
-        model = load_time_model(path, reference=source != "this workspace's calibration")
-    except UsageError:
-        return None
+    model = load_time_model(path, reference=source != "this workspace's calibration")  # damaged: an error, never skipped
     coefficients = model.affine["coefficients"]
     a1, a0 = coefficients["alpha1"], coefficients["alpha0"]
     pick, speedup = _pick(model, precision, target)
@@ -108,6 +105,12 @@ def hardware_rows(ws, here: str, precision=None, target: float | None = None) ->
 
     rows, seen = [], set()
     folder = ws.models_dir / "fits"
+    for calibration in sorted(folder.glob("*.calibration.json.gz")) if folder.is_dir() else []:
+        stem = calibration.name.removesuffix(".calibration.json.gz")
+        if not (folder / f"{stem}{SUFFIX}").is_file():
+            device = stem.rsplit("-", 1)[0]
+            raise UsageError(f"{calibration} has no saved model beside it, so its machine cannot be listed; run "
+                             f"'cpbench calibrate --device {device} --refit' to fit it, or move the file away")
     models = [(p, "this workspace's calibration") for p in sorted(folder.glob(f"*{SUFFIX}"))] if folder.is_dir() else []
     models += [(p, "shipped reference calibration") for p in sorted(REFERENCE_FITS.glob(f"*{SUFFIX}"))]
     for path, source in models:
@@ -116,14 +119,15 @@ def hardware_rows(ws, here: str, precision=None, target: float | None = None) ->
             seen.add((row.hardware_id, row.profile, "kernel"))
             rows.append(row)
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        record = read_versioned(path, FIT_FORMAT, "rerun 'cpbench fit'")  # damaged: an error, never skipped
         try:
-            record = read_versioned(path, FIT_FORMAT, "rerun 'cpbench fit'")
             key = (record.get("hardware_id"), record["device"])
-            if key in seen or not isinstance(record.get("fitted"), dict):
+            if key in seen:
                 continue
+            from_record(record, record["device"], source=str(path))  # the whole fit readable, or one error naming it
             seen.add(key)
             rows.append(_row(record, record["device"], record.get("hardware_id") or "", record.get("machine", {}).get("cpu", "?"),
                              "this workspace's fit", here, precision, target))
-        except (UsageError, KeyError, TypeError, AttributeError):
-            continue  # a damaged record is left out of the table, never half-read
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise UsageError(f"{path} is not a complete fit record ({first_line(exc)}); rerun 'cpbench fit' or move it away") from None
     return rows

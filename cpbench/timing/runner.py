@@ -307,7 +307,8 @@ def targets_for(root: Path, store, pattern: str | None, files: list[Path], batch
             if needed > _memory_bytes() // 2:
                 raise UsageError(f"the inputs of {path} need {needed / 2**30:.1f} GiB at batch {batch}, more than half this "
                                  "machine's memory; use a smaller --batch or input size")
-            macs = count_model(model).total_macs  # its inputs are static (checked above): a graph that cannot be counted is inconsistent
+            count = count_model(model)  # its inputs are static (checked above): a graph that cannot be counted is inconsistent
+            macs = count.total_macs if count.complete else None  # a lower bound is never stored as the MACs
             targets.append(TimingTarget(str(path), path, sha256_of(path), macs))
         return targets
     records = store.models(pattern)

@@ -24,10 +24,16 @@ def detach_from_signals() -> None:
 
 def _run_quietly(target: Callable[..., None], connection, *args: Any) -> None:
     """The worker's body. A parent that stopped listening (Ctrl-C, SIGTERM, a timeout) is no error of
-    the worker's: it leaves at once, without the traceback multiprocessing would print."""
+    the worker's: it leaves at once, without the traceback multiprocessing would print. What runtimes
+    print to stdout (ONNX Runtime's provider fallback notice) never reaches the parent's, which may be
+    JSON; CPBENCH_DEBUG=1 keeps it."""
     import os
 
     detach_from_signals()
+    if not os.environ.get("CPBENCH_DEBUG"):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
     try:
         target(connection, *args)
     except (BrokenPipeError, ConnectionResetError, EOFError, KeyboardInterrupt):

@@ -43,7 +43,7 @@ def read_versioned(path: Path, version: int, fix: str) -> dict:
         if path.suffix == ".gz":
             raw = gzip.decompress(raw)
     except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
-        raise UsageError(f"{path} is not gzip-compressed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); {fix}") from None
+        raise UsageError(f"{path} is damaged or not gzip-compressed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); {fix}") from None
     try:
         text = raw.decode("utf-8")
         payload = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
