@@ -14,7 +14,10 @@ Where the issue that followed the review decided otherwise than the table's "exp
 issue wins, and the row says so: a broken sibling profile is skipped with a warning (it no longer
 fails every device), and a 0-byte store beside model files is refused (it was treated as new).
 
-    python benchmarks/bad_inputs.py [--verbose] [--only ID ...] [--keep DIR]
+The second table (182 cases on the commands and files added since) is replayed after it by
+bad_inputs_added.py, and both counts are printed.
+
+    python benchmarks/bad_inputs.py [--verbose] [--only ID ...] [--keep DIR] [--table first|second|both]
 """
 
 from __future__ import annotations
@@ -456,7 +459,20 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--only", nargs="*", help="replay these row ids only (set-up still runs)")
     parser.add_argument("--keep", type=Path, help="build the scratch folder here and keep it")
+    parser.add_argument("--table", choices=("first", "second", "both"), default="both")
     args = parser.parse_args()
+    if args.table != "second":
+        replay_first(args)
+    if args.table != "first":
+        sys.path.insert(0, str(Path(__file__).parent))
+        from bad_inputs_added import replay
+
+        ok, total, failures = replay(args.verbose, args.only)
+        print(json.dumps({"second_table_clean": ok, "cases": total, "not_ok": failures}))
+        print(f"{ok} of {total} cases of the second table clean")
+
+
+def replay_first(args: argparse.Namespace) -> None:
     rows = list(csv.DictReader(TABLE.open(encoding="utf-8"), delimiter="\t"))
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="cpbench-review-") as tmp:

@@ -105,7 +105,7 @@ def time_model(profile, models_dir: Path, hardware_id: str) -> Chosen:
         raise UsageError(f"profile '{profile.name}' has no fitted time model; {calibration_hint(profile.name)}")
     if found.kind == "unfitted-calibration":
         raise UsageError(f"{found.path} has no fitted model beside it; run 'cpbench calibrate --device {profile.name} "
-                         "--refit' to fit it (measures nothing)")
+                         "--refit' to fit it (measures nothing), or move it away to answer from another time model")
     if found.kind == "fit":
         record = load_fit_record(models_dir, profile.name, hardware_id)
         return Chosen(from_record(record, profile.name, source=str(found.path)), None, found.label)

@@ -250,10 +250,12 @@ def _run_rounds(store, profile: Profile, targets: list[TimingTarget], observer, 
                 if observer:
                     observer.model_started(round_index * len(targets) + position, most * len(targets), target)
                 try:
-                    timing = time_in_worker(replace(target, path=_checked_copy(target, index, folder)), profile, seed)
+                    copy = _checked_copy(target, index, folder)
                 except Exception as exc:  # a file changed or unreadable: that model failed, the run goes on
                     timing = ModelTiming(target.name, "failed", profile.batch, macs=target.macs, sha256=target.sha256,
                                          error=first_line(exc))
+                else:
+                    timing = time_in_worker(replace(target, path=copy), profile, seed)
                 timing.file = str(target.path)
                 if index in latest:
                     timing = latest[index].merged_with(timing)
