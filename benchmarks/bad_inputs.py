@@ -3,14 +3,14 @@ its rejected inputs are rejected cleanly (exit 2, one stderr line starting with 
 traceback, nothing on stdout) and how many of its valid inputs still work.
 
 The table (all 351 logged trials: id, workspace, command, what was expected, the review's verdict)
-is `benchmarks/reliability_table.tsv`, copied from ../shared/reviews/reliability.md, Table 1. The
+is `benchmarks/reliability_table.tsv`, copied from the first reliability review's Table 1. The
 review's scratch inputs (corrupt IDX files, image folders, odd and hostile ONNX files, 35 broken
 profiles, damaged, future, read-only and 0-byte stores) are rebuilt from their names and the
 review's descriptions in a temporary folder, so it runs anywhere FashionMNIST is installed. Rows
 run in table order, each in its workspace, as the review ran them; a few rows get a set-up step
 the review describes (a model file replaced before `time`, a run to compare with itself).
 
-Where the issue that followed the review decided otherwise than the table's "expected" column, the
+Where a later decision went otherwise than the table's "expected" column, the
 issue wins, and the row says so: a broken sibling profile is skipped with a warning (it no longer
 fails every device), and a 0-byte store beside model files is refused (it was treated as new).
 
@@ -56,14 +56,16 @@ ARGV = {
 # the review expected a warning or a refusal: either is right
 WARN_OR_REJECT = {"c11", "c12", "c13", "c30", "c42", "c46", "f-opset99", "f-badconv", "st-s_empty0-models",
                   "st-s_empty0-export", "p03", "co03", "co07", "dv-both", "fi14", "tm3-static-ov", "w04", "w05"}
-# one broken profile in profiles/ must not break other devices (issue 16): skipped with a warning
+# one broken profile in profiles/ must not break other devices : skipped with a warning
 SIBLING = {"pf06", "pf07", "pf08", "pf06b", "pf07b", "pf08b", "pf07c", "pf07d", "pf08d"}
-# a read-only workspace is readable (issue 16): read commands work, writing ones are refused cleanly;
+# a read-only workspace is readable: read commands work, writing ones are refused cleanly;
 # a store with one bad row still takes new models (the bad row is named when it is read)
 READABLE = {"ro-s_ro-models", "ro-s_ro-runs", "ro-s_ro-flops_family", "ro-s_ro-fit_--device", "ro-s_ro-fit-precisio",
             "ro-s_ro_top-models", "ro-s_ro_top-runs", "ro-s_ro_top-flops_family", "ro-s_ro_top-fit_--device",
             "ro-s_ro_top-fit-precisio", "st-badjson-export"}
-# a 0-byte store beside model files is refused (issue 16), whatever the command
+# a 0-byte store beside model files is refused, whatever the command
+# a report name is a plain folder name (letters, digits, '.', '_', '-'): markup in one is refused, not escaped
+PLAIN_NAMES = {"rp05"}
 EMPTY_STORE = {"st-s_empty0-runs", "st-s_empty0-time", "st-s_empty0-report", "st-s_empty0-flops"}
 DOCUMENTED_EXIT_1 = "model recorded failed, exit 1 (documented)"
 
@@ -409,7 +411,7 @@ def judge(row: dict, done: subprocess.CompletedProcess, s: Path, ids: dict[str, 
     row_id, expected = row["id"], row["expected"]
     first = next((line for line in done.stderr.splitlines() if line.strip()), "")
     traceback = "Traceback" in done.stderr or "Traceback" in done.stdout
-    if row_id in EMPTY_STORE or row_id in SIBLING:
+    if row_id in EMPTY_STORE or row_id in SIBLING or row_id in PLAIN_NAMES:
         kind = "rejected"
     else:
         kind = "valid" if expected.startswith("works") or expected in (DOCUMENTED_EXIT_1, "HTML escaped") else "rejected"

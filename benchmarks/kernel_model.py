@@ -54,7 +54,7 @@ def main() -> None:
     units.add_argument("--whole", action="store_true", help="calibrate with --whole (whole networks instead of blocks)")
     units.add_argument("--blocks", action="store_true", help="calibrate with --blocks (blocks, where the profile's default is --whole)")
     parser.add_argument("--shipped", action="store_true",
-                        help="use the shipped reference calibration (this project's machine only: its hardware id must match)")
+                        help="use the shipped reference calibration (only on the machine it was measured on: its hardware id must match)")
     args = parser.parse_args()
     ws = args.workspace
     hardware = fingerprint()["hardware_id"]

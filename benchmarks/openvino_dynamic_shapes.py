@@ -4,7 +4,7 @@ compile, the compile times and each shape's round-min, under the `openvino` prof
 
     python benchmarks/openvino_dynamic_shapes.py [--warmup 100] [--runs 200] [--json]
 
-Measured here (stop 25): one dynamic compile took 20-22 ms against 23-31 ms for a static one (the
+Measured on an Intel Xeon with AMX: one dynamic compile took 20-22 ms against 23-31 ms for a static one (the
 process's first, 75 ms), and the dynamic model ran 3.4-5.4 µs a call slower (x1.22-1.56, median
 x1.41), by an amount that moves with kind and s: a calibration on dynamic shapes would time
 another program than the networks run, and would save ~5 ms a kernel at most.

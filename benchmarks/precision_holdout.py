@@ -5,7 +5,7 @@ judge its form blind (trained after the form was frozen), beside the seed-to-see
                                            [--fit cpbench/reference/fashionmnist-converged-bn.json] [--json]
 
 Errors are in accuracy points, |predicted - measured| with measured the mean over a config's seeds;
-"P >= 0.90" is the region where targets live (issue 14's goal: MAE there <= 1.5 x the seed sd).
+"P >= 0.90" is the region where targets live (the goal: MAE there <= 1.5 x the seed sd).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ the baseline trained with the converged recipe (seed 0), trained first and kept 
     python benchmarks/recipe_probe.py --configs 48,28,4,3 64,28,3,3 --seeds 0 1 \
         --variant erase=erase:0.5 --variant kd=distill:0.5 [--lane 0/2]
 
-The shipped results (benchmarks/results/recipe_probe.jsonl) are from this project's 2-core Xeon.
+The shipped results (benchmarks/results/recipe_probe.jsonl) are from a 2-core Intel Xeon (AMX); each line names its machine.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Repeatability: two back-to-back `cpbench time` runs of the same random family configs agree on
 the statistic the fits use (round-min) with a median difference of 1.5 % or less and a maximum
-of 5 % (the goal of issue 13), per device profile.
+of 5 % (the repeatability goal), per device profile.
 
     python benchmarks/repeatability.py [--device cpu-1thread] [--configs 20] [--seed 9200] [--workspace bench-repeat] [--max-rounds M]
 """

@@ -31,7 +31,7 @@ HOLDOUT_SIZE = 10
 DESIGN_SEED = 7
 HOLDOUT_SEED = 1001
 HOLDOUT_2_SEED = 2002  # a fresh held-out set, drawn and trained after the saturating model's loss was changed
-HOLDOUT_3_SEED = 3003  # a third fresh set, drawn and trained after the shipped fit was frozen (stop 23)
+HOLDOUT_3_SEED = 3003  # a third fresh set, drawn and trained after the shipped fit was frozen
 SEEDS = (0, 1, 2)
 NEAR_BASELINE_POWER = 1.6  # > 1 concentrates the design near the baseline's end of each Omega
 

@@ -133,7 +133,7 @@ def _model(nodes: list, initializers: list, input_shape: list[int], output: str,
         nodes, "cpbench-kernel", [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_shape)],
         [helper.make_tensor_value_info(output, TensorProto.FLOAT, output_shape)], initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="cpbench")
-    model.ir_version = 9  # what onnxruntime and OpenVINO of this project's pins read
+    model.ir_version = 9  # what the pinned onnxruntime and OpenVINO read
     return model
 
 

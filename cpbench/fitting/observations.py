@@ -3,9 +3,8 @@
 Every timed run keeps every per-inference time, so the statistic a model is fitted on is chosen
 here, not at timing. The default is round-min: each round (a fresh process) contributes the
 minimum of a fixed number of its runs, and the median over rounds is the model's time. The
-minimum is the cost with the least interference from the rest of the machine (on this project's
-2-core VM, 50 models timed twice: the min moved 4.0 % between runs on average, the p10 5.8 %, the
-median 8.5 %); a fixed count keeps it unbiased by how many runs a model's speed allows, and the
+minimum is the cost with the least interference from the rest of the machine (it repeats between
+runs better than the median or a low percentile: docs/decisions/0000-round-min.md); a fixed count keeps it unbiased by how many runs a model's speed allows, and the
 median over processes keeps one unlucky process (memory layout, a noisy neighbour) out. Fit on
 the median (--statistic median) to predict typical latency instead.
 """

@@ -111,8 +111,8 @@ def conv_kinds(space: Space, design: "CalibrationDesign") -> tuple[str, ...]:
     OpenVINO on AMX a block timed alone converts its input and output to bf16 and back, which a
     network does once, and the composition of pairs needs four tables that 10 minutes of compiles
     (~25 ms each) sample too sparsely; a whole network is one compile (~37 ms a network-round with
-    its 300 runs), and its border conversions are the network's own: on this project's VM the map
-    from the completed table to `cpbench time`'s round-min came out as 1.01-1.02 x table - 0.2 us (stop 26)."""
+    its 300 runs), and its border conversions are the network's own
+    (docs/decisions/0006-openvino-whole-networks.md)."""
     depth = space.baseline.l
     if design.whole:
         return tuple(network_kind(d) for d in range(1, depth + 1))
@@ -153,9 +153,8 @@ def plan_networks(space: Space, design: CalibrationDesign) -> list[Config]:
     """`design.networks` configs spread evenly over the space's log-MACs range, one per equal-width
     bin, drawn from a random pool. Why: the composition is used from the smallest network up to the
     baseline (recommend divides the baseline's time by the pick's), so it must be learned there too.
-    Plain random configs (f log-uniform) put 34 of 40 networks under 20 µs and none above 60 µs on
-    `cpu`; the composition learned on them over-predicted 32- and 64-filter networks by 12-27 %
-    against the baseline's -2 to -10 % (stop 24)."""
+    Plain random configs (f log-uniform) put almost every network among the smallest, and the
+    composition learned on them over-predicted the large ones (docs/decisions/0004-networks-over-log-macs.md)."""
     from cpbench.family.closed_form import Layers, total_macs
 
     n = design.networks

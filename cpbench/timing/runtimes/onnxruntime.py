@@ -77,10 +77,9 @@ class OnnxRuntime:
 def pin_threads(options, threads: int) -> list[int]:
     """Pin this process's calling thread to its first allowed CPU and each other intra-op thread to
     a CPU of its own (ONNX Runtime never pins the calling thread); returns the CPUs used, calling
-    thread first. Why an option: on one 2-vCPU VM a 2-thread session of a tiny network ran in a fast
-    or a slow state per process unpinned (4 of 16 processes at 11.3 µs instead of 6.5 for 17,2,2,1)
-    and 16 of 16 fast pinned (stop 26); on another, pinned and unpinned rounds strayed as often
-    (stop 27), so no shipped profile sets it. threads = 0 means one per physical core, as ONNX Runtime's default."""
+    thread first. An option, off in every shipped profile: pinning removed a per-process slow state on
+    one 2-vCPU VM and not on another (docs/decisions/0003-pinning-off.md). threads = 0 means one per
+    physical core, as ONNX Runtime's default."""
     import psutil
 
     # the profile cannot run on this machine as written: a run-level error (no numbers), as a missing device is
