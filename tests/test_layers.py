@@ -102,12 +102,17 @@ def test_no_module_holds_more_than_one_room_of_code():
 HISTORY = re.compile(r"\bstops? \d+\b|this project's|\.\./shared|\bissue \d+|\(issue|review §", re.IGNORECASE)
 
 
+def test_the_readme_stays_a_five_minute_read():
+    assert len((PACKAGE.parent / "README.md").read_text(encoding="utf-8").splitlines()) <= 250
+
+
 def test_the_product_never_narrates_its_own_development():
     """Docstrings, comments, profiles, tests, benchmarks and docs say what the code does and why,
     never in which step, issue or sitting it was made, nor on which project machine."""
     root = PACKAGE.parent
     files = [p for folder in ("cpbench", "profiles", "tests", "benchmarks", "docs") for p in (root / folder).rglob("*")
              if p.suffix in (".py", ".toml", ".md", ".html", ".j2") and p.name != Path(__file__).name]
+    files.append(root / "README.md")
     found = [f"{p.relative_to(root)}:{n}: {line.strip()[:80]}" for p in files
              for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if HISTORY.search(line)]
     assert not found, "\n".join(found)

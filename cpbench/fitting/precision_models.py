@@ -59,7 +59,7 @@ def _log_error_residual(predicted: np.ndarray, p: np.ndarray) -> np.ndarray:
     0.33. On relative residuals of P the small networks' large errors dominate the fit and the top
     of the surface, where targets live, is bent down (cold 5-fold over both shipped studies: the
     bias at P >= 0.925 went from -0.19 and -0.12 points to -0.11 and -0.07). On the fresh held-out
-    set trained after this choice it did no better than relative residuals (README, the study)."""
+    set trained after this choice it did no better than relative residuals (docs/precision-study.md)."""
     return np.log(np.clip(1.0 - predicted, 1e-4, None)) - np.log(np.clip(1.0 - p, 1e-4, None))
 
 

@@ -68,7 +68,7 @@ def default_design(runtime: str, *, rounds: int | None = None, runs: int | None 
     4,184 blocks, 5,794 with pairs), whose kernels need many runs: after a compile OpenVINO's first
     hundred or so runs are slow (here the minimum of 50 runs after 10 warm-up ones sat 25 % above
     that of 500 after 110, and moved by up to 30 % between compiles). Whole networks are the
-    OpenVINO default (README, "Whole networks"); under ONNX Runtime they scored worse than blocks."""
+    OpenVINO default (docs/decisions/0006-openvino-whole-networks.md); under ONNX Runtime they scored worse than blocks."""
     if networks is not None and networks < MIN_NETWORKS:
         raise UsageError(f"--networks is {networks}; the latency model learns how kernels compose from at least "
                          f"{MIN_NETWORKS} networks: pass --networks {MIN_NETWORKS} or more")
