@@ -40,9 +40,14 @@ def cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedP
                           env={**os.environ, "CPBENCH_DEBUG": "", "COLUMNS": "200"})
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background shell starts its jobs with SIGINT ignored
+
+
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(CPBENCH + args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env={**os.environ, "CPBENCH_DEBUG": "", "COLUMNS": "200"})
+                            start_new_session=True, preexec_fn=_default_sigint,
+                            env={**os.environ, "CPBENCH_DEBUG": "", "COLUMNS": "200"})
 
 
 def clean(done) -> tuple[bool, str]:

@@ -117,3 +117,23 @@ def test_tables_piped_to_a_file_are_not_cut_to_80_columns(tmp_path):
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("│ smoke")]
     assert len(rows) == 1 and "3 tiny configs; seconds, for tests" in rows[0] and len(rows[0]) > 80
+
+
+def test_every_option_help_is_short_enough_to_read():
+    """An option's help says what it does and its default in at most 200 characters; the reasoning
+    lives in docs/."""
+    import typer
+
+    from cpbench.cli.app import app
+
+    long = []
+
+    def walk(command, path):
+        for param in getattr(command, "params", []):
+            if len(getattr(param, "help", None) or "") > 200:
+                long.append(f"{path} {param.name}")
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, f"{path} {name}")
+
+    walk(typer.main.get_command(app), "cpbench")
+    assert not long, long
