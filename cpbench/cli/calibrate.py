@@ -11,6 +11,16 @@ from cpbench.errors import UsageError
 from cpbench.cli.options import DeviceOption, JsonOption, WorkspaceOption, err, out, print_json
 
 
+def parse_duration(text: str, option: str) -> float:
+    """Seconds in '90', '90s', '10m' or '1h'; a clear error otherwise."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text or "")
+    if not match:
+        raise UsageError(f"{option} is {text!r}; give a duration such as 600, 600s, 10m or 1h")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
 def calibrate_command(
     device: DeviceOption,
     dataset: Annotated[str, typer.Option("--dataset", help="Whose search space to calibrate (its baseline bounds f, s, k, l).")] = "fashionmnist",
@@ -20,6 +30,7 @@ def calibrate_command(
     share: Annotated[Optional[float], typer.Option("--share", help="Share of the (f, s) cells beyond the sampled rows and columns to time; the rest is completed. Default: 1 under ONNX Runtime, 0.1 under OpenVINO (0.5, 0.05 with --pairs or --whole).")] = None,
     pairs: Annotated[bool, typer.Option("--pairs/--no-pairs", help="Also time consecutive blocks as pairs, and use their composition where its k-fold error is lower. Off by default: it doubles the kernels (docs/decisions/0005-pairs-opt-in.md).")] = False,
     whole: Annotated[Optional[bool], typer.Option("--whole/--blocks", help="Time sampled whole networks instead of blocks, completed as one matrix. Default: --whole under OpenVINO, --blocks under ONNX Runtime (docs/decisions/0006-openvino-whole-networks.md).")] = None,
+    budget: Annotated[str, typer.Option("--budget", help="Time to spend, e.g. 10m, 600s, 1h: the optional kernels are planned to it and what is left adds rounds where rounds disagree; 0 times the whole design once. Default: 10m.")] = "10m",
     refit: Annotated[bool, typer.Option("--refit", help="Measure nothing: fit this machine's saved calibration of the profile again and save its model.")] = False,
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
@@ -54,7 +65,7 @@ def calibrate_command(
             design_rounds, design_runs = calibration.design.get("rounds"), calibration.design.get("runs")
         else:
             design = default_design(profile.runtime, rounds=rounds, runs=runs, networks=networks, share=share, pairs=pairs,
-                                    whole=whole)
+                                    whole=whole, budget_s=parse_duration(budget, "--budget"))
             design_rounds, design_runs = design.rounds, design.runs
             journal = journal_path(ws.models_dir, profile.name, here)
             resumed = journal.exists()
@@ -96,13 +107,26 @@ def calibrate_command(
               f"{calibration.duration_s:.0f} s: {len(calibration.kernels)} kernels and {len(calibration.networks)} networks, "
               f"{design_rounds} rounds of {design_runs} runs, statistic round-min")
     choice = ", ".join(f"{name} {v:.1%}" for name, v in model.choice_kfold.items())
-    out.print(f"composition: {summary['composition']} (chosen on its k-fold MAPE over the calibration networks: {choice})")
+    form = "" if model.form == "free" else f" {model.form}"
+    out.print(f"composition: {summary['composition']}{form} (chosen on its k-fold MAPE over the calibration networks: {choice})")
     out.print(f"kernel model on calibration networks it did not see (5-fold, nested: nor chose the composition): MAPE "
               f"{k.mape:.1%}, within ±10 % {k.within_10:.0%}, max {k.max_ape:.1%}; 95 % interval held "
               f"{model.interval_coverage:.0%}; the plain sum of kernels: MAPE {model.raw_sum.mape:.1%}")
+    reference = calibration.reference or {}
+    if reference.get("n"):
+        plan = calibration.plan or {}
+        kept = (f"; the budget kept {plan['extra_kept']} of {plan['extra_planned']} optional kernels"
+                if "extra_kept" in plan else "")
+        out.print(f"machine stability: reference kernel {reference['kernel']} timed {reference['n']} times, spread "
+                  f"{reference['spread']:.1%} around {reference['quiet_s'] * 1e6:.1f} µs; {reference['off_share']:.1%} of "
+                  f"measurements ran while it was off by more than {reference['tolerance']:.1%}, {reference['remeasured']} "
+                  f"re-measured{kept}; {plan.get('extra_rounds', 0)} extra rounds where rounds disagreed, "
+                  f"{plan.get('noisy', 0)} items still disagree ({plan.get('noisy_share', 0):.1%})")
     tables = summary["tables"]
     denoised = [name for name, t in tables.items() if t["denoised"]]
     out.print(f"kernel tables: {len(denoised)} of {len(tables)} denoised (the low-rank fit predicted a held-out round "
               f"better than the cells' own other rounds){': ' + ', '.join(denoised) if 0 < len(denoised) < len(tables) else ''}")
+    verdict = model.verdict()
+    (out if verdict.good else err).print(verdict.line(), soft_wrap=True, markup=False)
     out.print(f"saved {path} (the measurements) and {saved} (the model); 'cpbench predict' and "
               f"'cpbench recommend --device {profile.name}' use it on this machine")

@@ -144,12 +144,14 @@ def predict_command(
         for c, m, t, lo, hi in zip(configs, macs, seconds, low, high)
     ]
     mismatch = chosen_warning
+    verdict = predictor.verdict() if predictor.kind == "kernel" else None
     held_out = predictor.held_out
     coverage = None if held_out.interval_coverage != held_out.interval_coverage else held_out.interval_coverage
     if as_json:
         print_json({"device": profile.name, "model": predictor.name, "statistic": predictor.statistic,
                     "predictions": rows, "interval_coverage": coverage, "interval_coverage_on": held_out.measured_on,
-                    "warning": mismatch, "measured_on": predictor.cpu, "hardware_id": predictor.provenance.hardware_id})
+                    "warning": mismatch, "measured_on": predictor.cpu, "hardware_id": predictor.provenance.hardware_id,
+                    "calibration_verdict": verdict.as_dict() if verdict else None})
         return
     table = Table(title=f"Predicted time ({predictor.statistic} of runs) on '{profile.name}' "
                         f"({predictor.name}, batch {predictor.batch})")
@@ -163,6 +165,9 @@ def predict_command(
         f"the 95 % interval held {coverage:.0%} of held-out points ({held_out.measured_on})" if coverage is not None
         else "interval coverage not measured for this model"))
     out.print(table)
+    if verdict is not None:
+        (out if verdict.good else err).print(verdict.line() if verdict.good else f"warning: {verdict.line()}",
+                                             soft_wrap=True, markup=False)
     if mismatch:
         err.print(f"warning: {mismatch}")
 

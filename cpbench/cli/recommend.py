@@ -116,7 +116,13 @@ def recommend_command(
         with SweepProgress(err if as_json else out) as sweep_progress, TimingProgress(err) as timing_progress:
             verification = verify_pick(ws, profile, time_model.statistic, result.pick, result.baseline, precision, data_dir, goal,
                                        list(range(verify_seeds)), sweep_progress, timing_progress)
+    verdict = time_model.verdict() if time_model.kind == "kernel" else None
+    if verdict is not None and not verdict.good:
+        result.warnings.append(verdict.line())
     if as_json:
-        print_json({**result.as_dict(), "verification": verification.as_dict() if verification else None})
+        print_json({**result.as_dict(), "verification": verification.as_dict() if verification else None,
+                    "calibration_verdict": verdict.as_dict() if verdict else None})
         return
     out.print(recommendation_view(result, verification))
+    if verdict is not None and verdict.good:
+        out.print(verdict.line(), soft_wrap=True, markup=False)

@@ -37,6 +37,7 @@ from cpbench.fitting.kernel_table import BLOCK_TERMS, COMPOSITION_TERMS, KernelT
 from cpbench.fitting.least_squares import relative_least_squares
 from cpbench.fitting.metrics import ErrorMetrics, error_metrics, kfold_indices, out_of_fold
 from cpbench.fitting.time_model import HeldOut, Provenance, TimeModel, run_settings
+from cpbench.fitting.verdict import calibration_noise
 from cpbench.timing.calibration_record import Calibration, round_min
 
 
@@ -52,6 +53,7 @@ class KernelModel(TimeModel):
     table: KernelTable
     coef: np.ndarray
     composition: str = "blocks"  # chosen on this machine: blocks alone, pairs of blocks, or whole networks
+    form: str = "free"  # its coefficients: all fitted, one factor on the plain sum of kernels, or that sum (FORMS)
     kfold: ErrorMetrics  # on calibration networks the composition did not see (nested: nor chose it)
     raw_sum: ErrorMetrics  # the plain sum of kernels (coefficients 1), for comparison
     interval_coverage: float = float("nan")  # share of held-out networks inside an interval from the other folds
@@ -82,16 +84,16 @@ class KernelModel(TimeModel):
             "tables": {f"{kind}-k{k}": {"rank": t.rank, "cv_mape": t.cv_mape, "measured": int(t.measured.sum()),
                                          "cells": int(t.measured.size), "denoised": t.denoised}
                        for (kind, k), t in self.table.convs.items()},
-            "composition": self.composition,
+            "composition": self.composition, "form": self.form,
             "composition_kfold_mape": dict(self.choice_kfold),
             "coefficients": dict(zip(COMPOSITION_TERMS[self.composition], map(float, self.coef))),
             "kfold": self.kfold.as_dict(), "raw_sum": self.raw_sum.as_dict(), "interval": list(self.interval),
-            "interval_coverage": self.interval_coverage,
+            "interval_coverage": self.interval_coverage, "noise": dict(self.noise), "verdict": self.verdict().as_dict(),
         }
 
     def as_dict(self) -> dict:
         return {**self.common_dict(), "table": self.table.as_dict(), "coef": [float(c) for c in self.coef],
-                "composition": self.composition, "kfold": self.kfold.as_dict(), "raw_sum": self.raw_sum.as_dict(),
+                "composition": self.composition, "form": self.form, "kfold": self.kfold.as_dict(), "raw_sum": self.raw_sum.as_dict(),
                 "interval_coverage": self.interval_coverage, "choice_kfold": dict(self.choice_kfold),
                 "space": self.space, "calibration": dict(self.calibration), "affine": dict(self.affine)}
 
@@ -101,20 +103,56 @@ class KernelModel(TimeModel):
                    coef=np.array(payload["coef"], float), composition=payload["composition"],
                    kfold=ErrorMetrics(**payload["kfold"]), raw_sum=ErrorMetrics(**payload["raw_sum"]),
                    interval_coverage=float(payload["interval_coverage"]), choice_kfold=dict(payload["choice_kfold"]),
-                   space=payload["space"], calibration=dict(payload["calibration"]), affine=dict(payload["affine"]))
+                   space=payload["space"], calibration=dict(payload["calibration"]), affine=dict(payload["affine"]),
+                   form=payload.get("form", "free"))
 
 
-def _kfold_mape(x: np.ndarray, times: np.ndarray, folds: int, seed: int) -> float:
+FORMS = ("free", "scaled", "sum")  # a composition's coefficients: all fitted, one factor on the plain sum, the plain sum
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to compose: the terms of a composition and how its coefficients are fitted. `prior`
+    is the plain sum of the kernels in those terms; `scaled` fits one factor on it and `sum` fits
+    nothing, so noisy calibration networks cannot pull them far from what the kernels say."""
+
+    composition: str
+    form: str
+    x: np.ndarray
+    prior: np.ndarray
+
+    @property
+    def name(self) -> str:
+        return self.composition if self.form == "free" else f"{self.composition} {self.form}"
+
+    def fit(self, rows: np.ndarray, times: np.ndarray) -> np.ndarray:
+        if self.form == "sum":
+            return self.prior
+        if self.form == "scaled":
+            return self.prior * relative_fit((self.x[rows] @ self.prior)[:, None], times)[0]
+        return relative_fit(self.x[rows], times)
+
+
+def plain_sum(composition: str, empty_s: float) -> np.ndarray:
+    """The coefficients that add the kernels as timed: the call once, every block and the classifier
+    (each net of its own call), no boundary cost; for whole networks, the network as timed."""
+    return np.array([0.0, 1.0]) if composition == "networks" else np.array([empty_s, 1.0, 1.0, 1.0, 0.0])
+
+
+def _kfold_mape(candidate: Candidate, rows: np.ndarray, times: np.ndarray, folds: int, seed: int) -> float:
+    x = candidate.x[rows]
     index, predicted = out_of_fold(len(times), kfold_indices(len(times), folds, seed),
-                                   lambda train, test: x[test] @ relative_fit(x[train], times[train]))
+                                   lambda train, test: x[test] @ candidate.fit(rows[train], times[train]))
     return float(np.mean(np.abs(predicted / times[index] - 1)))
 
 
-def _choose(candidates: dict[str, np.ndarray], times: np.ndarray, folds: int, seed: int) -> tuple[str, dict[str, float]]:
-    """The composition with the lowest k-fold MAPE on these networks (ties: the first listed),
-    and every candidate's k-fold MAPE."""
-    scores = {name: _kfold_mape(x, times, folds, seed) for name, x in candidates.items()}
-    return min(scores, key=lambda name: (scores[name], list(candidates).index(name))), scores
+def _choose(candidates: list[Candidate], rows: np.ndarray, times: np.ndarray, folds: int,
+            seed: int) -> tuple[Candidate, dict[str, float]]:
+    """The candidate with the lowest k-fold MAPE on these networks (ties: the first listed, the
+    freest), and every candidate's k-fold MAPE."""
+    scores = {c.name: _kfold_mape(c, rows, times, folds, seed) for c in candidates}
+    best = min(range(len(candidates)), key=lambda i: (scores[candidates[i].name], i))
+    return candidates[best], scores
 
 
 def _affine(layers: Layers, times: np.ndarray) -> dict:
@@ -152,25 +190,26 @@ def fit_kernel_model(calibration: Calibration, folds: int = 5, seed: int = 0, de
     layers = Layers.of(configs, calibration.in_channels)
     if not table.compositions:
         raise UsageError("the calibration timed no conv kernels; rerun 'cpbench calibrate'")
-    candidates = {name: table.terms(layers, name) for name in table.compositions}
-    chosen, scores = _choose(candidates, times, folds, seed)
-    x = candidates[chosen]
-    coef = relative_fit(x, times)
+    candidates = [Candidate(name, form, table.terms(layers, name), plain_sum(name, table.empty_s))
+                  for name in table.compositions for form in FORMS]
+    everything = np.arange(len(times))
+    best, scores = _choose(candidates, everything, times, folds, seed)
+    chosen, x = best.composition, best.x
+    coef = best.fit(everything, times)
     out = np.zeros(len(times))
     covered = np.zeros(len(times), dtype=bool)
     for test in kfold_indices(len(times), folds, seed):
-        train = np.setdiff1d(np.arange(len(times)), test)
-        inner = _choose(candidates, times[train], folds, seed + 1)[0] if len(candidates) > 1 else chosen
-        x_fold = candidates[inner]
-        coef_train = relative_fit(x_fold[train], times[train])
-        out[test] = x_fold[test] @ coef_train
+        train = np.setdiff1d(everything, test)
+        inner = _choose(candidates, train, times[train], folds, seed + 1)[0]
+        coef_train = inner.fit(train, times[train])
+        out[test] = inner.x[test] @ coef_train
         # the interval a user gets, built without the test networks: training residuals' 95 % range
-        rel_train = (x_fold[train] @ coef_train - times[train]) / times[train]
+        rel_train = (inner.x[train] @ coef_train - times[train]) / times[train]
         low, high = np.quantile(rel_train, [0.025, 0.975])
         rel_test = (out[test] - times[test]) / times[test]
         covered[test] = (rel_test >= low) & (rel_test <= high)
     relative = (out - times) / times  # (predicted - measured) / measured, as everywhere in cpbench
-    raw = x @ (np.array([0.0, 1.0]) if chosen == "networks" else np.array([table.empty_s, 1.0, 1.0, 1.0, 0.0]))
+    raw = x @ plain_sum(chosen, table.empty_s)
     kfold = error_metrics(out, times)
     fingerprint = calibration.fingerprint
     provenance = Provenance(calibration.hardware_id, (fingerprint.get("hardware") or {}).get("cpu"), fingerprint,
@@ -183,6 +222,7 @@ def fit_kernel_model(calibration: Calibration, folds: int = 5, seed: int = 0, de
         interval=(float(np.quantile(relative, 0.025)), float(np.quantile(relative, 0.975))), provenance=provenance,
         held_out=held_out, baseline=baseline, baseline_time_s=float("nan"), table=table, coef=coef, composition=chosen,
         kfold=kfold, raw_sum=error_metrics(raw, times), interval_coverage=float(covered.mean()), choice_kfold=scores,
+        form=best.form, noise=calibration_noise(calibration),
         space=calibration.space, affine=_affine(layers, times),
         calibration={"duration_s": calibration.duration_s, "kernels": len(calibration.kernels),
                      "networks": len(calibration.networks), "started_at": calibration.started_at,

@@ -93,6 +93,7 @@ class TimeModel(ABC):
     baseline_time_s: float
     baseline_time_kind: str = "predicted"  # or "measured"
     notes: list[str] = field(default_factory=list)
+    noise: dict = field(default_factory=dict)  # the machine's noise while it was measured (fitting.verdict.calibration_noise)
 
     kind = ""  # the registry key in the saved file
 
@@ -125,6 +126,13 @@ class TimeModel(ABC):
         low_rel, high_rel = self.interval
         return predicted / (1 + high_rel), predicted / (1 + max(low_rel, -0.9))
 
+    def verdict(self):
+        """Whether its held-out error meets the goal, beside the noise it was measured in, and what to do."""
+        from cpbench.fitting.verdict import judge
+
+        h = self.held_out
+        return judge(h.mape, h.within_10, h.n, self.noise, self.device)
+
     @property
     def cpu(self) -> str | None:
         return self.provenance.cpu
@@ -134,7 +142,7 @@ class TimeModel(ABC):
                 "in_channels": self.in_channels, "interval": list(self.interval),
                 "provenance": self.provenance.as_dict(), "held_out": self.held_out.as_dict(),
                 "baseline": self.baseline.as_csv(), "baseline_time_s": self.baseline_time_s,
-                "baseline_time_kind": self.baseline_time_kind, "notes": list(self.notes)}
+                "baseline_time_kind": self.baseline_time_kind, "notes": list(self.notes), "noise": dict(self.noise)}
 
     @staticmethod
     def common_fields(payload: dict, source: str, reference: bool) -> dict:
@@ -143,7 +151,8 @@ class TimeModel(ABC):
                 "provenance": Provenance.from_dict(payload["provenance"], source, reference),
                 "held_out": HeldOut.from_dict(payload["held_out"]), "baseline": Config.parse(payload["baseline"]),
                 "baseline_time_s": float(payload["baseline_time_s"]),
-                "baseline_time_kind": payload.get("baseline_time_kind", "predicted"), "notes": list(payload.get("notes", []))}
+                "baseline_time_kind": payload.get("baseline_time_kind", "predicted"), "notes": list(payload.get("notes", [])),
+                "noise": dict(payload.get("noise", {}))}
 
     @abstractmethod
     def as_dict(self) -> dict:

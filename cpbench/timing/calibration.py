@@ -10,17 +10,19 @@ from __future__ import annotations
 import random
 import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from cpbench.errors import UsageError, first_line
-from cpbench.family.config import Config, Space
+from cpbench.family.config import Space
 from cpbench.family.kernels import kernel_graph, network_graph
-from cpbench.timing.calibration_design import CalibrationDesign, plan_kernels, plan_networks
+from cpbench.timing.calibration_design import CalibrationDesign, plan_kernel_tiers, plan_networks
+from cpbench.timing.calibration_journal import Journal, Measured, _quieter, journal_header, journal_path  # noqa: F401
 from cpbench.timing.calibration_record import Calibration
+from cpbench.timing.reference import ReferenceLevel, reference_kernel
 from cpbench.timing.profiles import Profile
 from cpbench.timing.protocol import MeasureSettings
 from cpbench.timing.runtimes import DeviceUnavailable
@@ -28,28 +30,56 @@ from cpbench.timing.worker import Worker
 
 
 def _settings(design: CalibrationDesign) -> MeasureSettings:
+    """A kernel's protocol: a fixed count of runs after a fixed warm-up (round-min over that count)."""
     return MeasureSettings(warmup_runs=design.warmup_runs, warmup_time_s=0.0, min_time_s=0.0, min_runs=design.runs,
                            max_runs=design.runs, max_time_s=60.0)
 
 
-def _calibration_worker(connection, items: list[tuple[str, bytes]], profile: Profile, settings: MeasureSettings) -> None:
-    """A fresh process: time each graph alone, send (id, min, median, load) back one at a time."""
+def _network_settings(profile: Profile, design: CalibrationDesign) -> MeasureSettings:
+    """A calibration network's protocol: the profile's warm-up and the fixed count of runs its round
+    statistic reads, so a network is timed as one round of `cpbench time` times it, in the same
+    process and moment as the kernels around it."""
+    m = profile.measure
+    return MeasureSettings(warmup_runs=max(m.warmup_runs, design.warmup_runs), warmup_time_s=m.warmup_time_s,
+                           min_time_s=0.0, min_runs=m.round_runs, max_runs=m.round_runs, max_time_s=60.0)
+
+
+def _calibration_worker(connection, items: list[tuple[str, bytes]], profile: Profile, settings: MeasureSettings,
+                        network_settings: MeasureSettings, reference: bytes, every: int) -> None:
+    """A fresh process: time the reference, then each graph alone with the reference again after
+    every `every` of them, sending ("ref", min) and ("ok", id, min, median, load) one at a time."""
     from cpbench.timing.protocol import measure
     from cpbench.timing.runtimes import get_runtime, make_inputs
 
     runtime = get_runtime(profile.runtime)
     with tempfile.TemporaryDirectory(prefix="cpbench-calibrate-") as folder:
         try:
+            ref_path = Path(folder) / "reference.onnx"
+            ref_path.write_bytes(reference)
+            ref = runtime.load(ref_path, profile, make_inputs(ref_path, 1, 0))
+            own = getattr(ref, "own_latency", None)
+
+            def time_reference(send: bool = True) -> None:
+                raw = measure(ref.run, settings, own_latency=own, timer=profile.clock)
+                if send:
+                    connection.send(("ref", float(np.min(raw.times_s))))
+
+            time_reference(send=False)  # a new process's first timing runs cold; it would read as interference
+            time_reference()
             for index, (item_id, graph) in enumerate(items):
                 path = Path(folder) / f"{index}.onnx"
                 path.write_bytes(graph)
                 inputs = make_inputs(path, 1, 0)
                 loaded = runtime.load(path, profile, inputs)
-                raw = measure(loaded.run, settings, own_latency=getattr(loaded, "own_latency", None), timer=profile.clock)
+                chosen = network_settings if item_id.startswith(NETWORK_PREFIX) else settings
+                raw = measure(loaded.run, chosen, own_latency=getattr(loaded, "own_latency", None), timer=profile.clock)
                 times = np.asarray(raw.times_s)
                 connection.send(("ok", item_id, float(times.min()), float(np.median(times)), float(loaded.load_s)))
                 del loaded
                 path.unlink()
+                if (index + 1) % every == 0 or index + 1 == len(items):
+                    time_reference()
+            connection.send(("end",))
         except DeviceUnavailable as exc:
             connection.send(("device", str(exc)))
         except Exception as exc:
@@ -58,9 +88,18 @@ def _calibration_worker(connection, items: list[tuple[str, bytes]], profile: Pro
             connection.close()
 
 
-def _run_chunk(items: list[tuple[str, bytes]], profile: Profile, settings: MeasureSettings, on_item) -> None:
-    with Worker(_calibration_worker, items, profile, settings) as worker:
-        for _ in items:
+NETWORK_PREFIX = "net:"
+
+
+def _run_chunk(items: list[tuple[str, bytes]], profile: Profile, design: CalibrationDesign, reference: bytes,
+               on_item, on_reference) -> None:
+    """Time a chunk in one worker; `on_item(id, min, median, load_s, bracket)` once the reference
+    timing after the item has arrived, bracket being (reference before, reference after)."""
+    pending: list[tuple] = []
+    before = 0.0
+    with Worker(_calibration_worker, items, profile, _settings(design), _network_settings(profile, design),
+                reference, design.reference_every) as worker:
+        while True:
             message = worker.receive(300)
             if message is None:
                 code = worker.stop()
@@ -72,152 +111,205 @@ def _run_chunk(items: list[tuple[str, bytes]], profile: Profile, settings: Measu
                 raise DeviceUnavailable(message[1])
             if message[0] == "error":
                 raise UsageError(f"calibration failed under '{profile.name}': {message[1]}")
-            on_item(*message[1:])
+            if message[0] == "end":
+                return
+            if message[0] == "ref":
+                on_reference(message[1])
+                for item in pending:
+                    on_item(*item, (before, message[1]))
+                pending, before = [], message[1]
+            else:
+                pending.append(message[1:])
 
 
-def _time_network(config: Config, in_channels: int, profile: Profile, folder: Path, on_item) -> None:
-    """One round of one calibration network under the profile's own measurement settings, in a fresh
-    worker: what `cpbench time` does with one round (the test configs of benchmarks are timed so)."""
-    from cpbench.timing.runner import TimingTarget, time_in_worker
-
-    path = folder / f"{config.id}.onnx"
-    if not path.exists():
-        path.write_bytes(network_graph(config, in_channels).SerializeToString())
-    single = profile.with_overrides(measure=replace(profile.measure, rounds=1, max_rounds=0))
-    timing = time_in_worker(TimingTarget(config.id, path), single)
-    if timing.status != "ok":
-        raise UsageError(f"calibration network {config.as_csv()} failed under '{profile.name}': {timing.error}")
-    summary = timing.rounds[0]
-    on_item(f"net:{config.as_csv()}", summary["fixed_min_s"], summary["fixed_median_s"], float(timing.load_s or 0.0))
+PILOT_NETWORKS = 3
+BASE_SHARE = 0.7  # of the budget, for the design's rounds; the rest re-measures and adds rounds where they disagree
+AGREE = 0.03  # an item's rounds disagree when their spread (max - min over median) is beyond this or the reference's tolerance
 
 
-JOURNAL_FORMAT = 1
-
-
-def journal_path(models_dir: Path, device: str, hardware_id: str) -> Path:
-    return models_dir / "fits" / f"{device}-{hardware_id}.calibration.partial.jsonl"
-
-
-class Journal:
-    """What an unfinished calibration measured, one JSON line per (round, item), flushed as it comes:
-    a stop at any moment (Ctrl-C, kill, a crash) loses at most the chunk in flight, and the same
-    command resumes. The first line says what was being calibrated; other settings never resume it."""
-
-    def __init__(self, path: Path, header: dict) -> None:
-
-        self.path, self.header = path, header
-        self.done: dict[tuple[int, str], tuple[float, float, float]] = {}
-        self.elapsed_s = 0.0
-        if path.exists():
-            from cpbench.workspace.formats import open_for_append, read_jsonl
-
-            fix = "delete the file to start over"
-            rows = iter(read_jsonl(path, fix))
-            first = next(rows, (0, None))[1]
-            if first != header:
-                raise UsageError(f"{path} holds an unfinished calibration with other settings (or is damaged); rerun "
-                                 f"with the same options to resume it, or {fix}")
-            for _, r in rows:
-                try:
-                    self.done[(int(r["round"]), str(r["id"]))] = (float(r["min"]), float(r["median"]), float(r["load_s"]))
-                    self.elapsed_s = max(self.elapsed_s, float(r["t"]))
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line cut short by a kill: that item is measured again
-            self._file = open_for_append(path)
-        else:
-            self._file = None  # created with the first measurement: a run that measures nothing leaves no journal
-
-    def add(self, round_index: int, item_id: str, minimum: float, median: float, load_s: float, elapsed_s: float) -> None:
-        import json
-
-        if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "w", encoding="utf-8")
-            self._file.write(json.dumps(self.header, sort_keys=True) + "\n")
-        self._file.write(json.dumps({"round": round_index, "id": item_id, "min": minimum, "median": median,
-                                     "load_s": load_s, "t": round(elapsed_s, 3)}) + "\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-
-
-def journal_header(profile: Profile, space: Space, design: CalibrationDesign, in_channels: int, hardware_id: str) -> dict:
-    import json
-
-    return json.loads(json.dumps({"format": JOURNAL_FORMAT, "device": profile.name, "profile": profile.as_dict(),
-                                  "space": space.name, "in_channels": in_channels, "design": asdict(design),
-                                  "hardware_id": hardware_id}, sort_keys=True, default=str))
+def _budget_plan(design: CalibrationDesign, n_core: int, n_extra: int, n_networks: int, cost_kernel_s: float,
+                 cost_network_s: float) -> dict:
+    """How many of the optional kernels fit: the design's rounds of every kernel and network (plus
+    re-measurements) within BASE_SHARE of the budget, measured costs per kernel and network."""
+    per_round = BASE_SHARE * design.budget_s / (design.rounds * (1 + design.remeasure_share / 2))
+    room = per_round - n_core * cost_kernel_s - n_networks * cost_network_s
+    keep = int(min(n_extra, max(0, room // cost_kernel_s))) if cost_kernel_s > 0 else n_extra
+    projected = design.rounds * ((n_core + keep) * cost_kernel_s + n_networks * cost_network_s)
+    return {"budget_s": design.budget_s, "extra_kept": keep, "extra_planned": n_extra, "core": n_core,
+            "cost_kernel_s": round(cost_kernel_s, 6), "cost_network_s": round(cost_network_s, 6),
+            "projected_base_s": round(projected, 1), "over_budget": bool(projected > design.budget_s)}
 
 
 def calibrate(profile: Profile, space: Space, design: CalibrationDesign, in_channels: int = 1, observer=None,
               journal_file: Path | None = None) -> Calibration:
-    """Measure every planned kernel and network `design.rounds` times, each round in a new order and
-    new processes. `observer(done, total)` is told as items finish. With `journal_file`, every
-    measurement is journaled as it arrives and those already there are not measured again (resume);
-    the caller removes the journal once the calibration is saved. Raises DeviceUnavailable before any number
-    exists when the profile's device is not here."""
+    """Measure every planned kernel and network `design.rounds` times, interleaved in a new random
+    order each round and in new processes, each bracketed by the reference; re-measure what the
+    reference says ran during interference; with a budget, plan the optional kernels to it and spend
+    what is left on more rounds where rounds disagree. `observer(done, total)` is told as items
+    finish. With `journal_file`, every measurement is journaled as it arrives and those already
+    there are not measured again (resume); the caller removes the journal once the calibration is
+    saved. Raises DeviceUnavailable before any number exists when the profile's device is not here."""
     from cpbench.timing.environment import fingerprint
 
     if profile.batch != 1:
         raise UsageError(f"kernel calibration is for latency at batch 1; profile '{profile.name}' has batch {profile.batch}: "
                          f"calibrate a profile with batch = 1 (a copy of this one in the workspace's profiles/ with batch = 1)")
     machine = fingerprint()
-    kernels = plan_kernels(space, design, in_channels)
+    core, extra = plan_kernel_tiers(space, design, in_channels)
     networks = plan_networks(space, design)
-    graphs: dict[str, bytes] = {k.id: kernel_graph(k).SerializeToString() for k in kernels}
-    items = list(graphs) + [f"net:{c.as_csv()}" for c in networks]
+    ref_kernel = reference_kernel(space, in_channels)
+    reference = kernel_graph(ref_kernel).SerializeToString()
+    graphs: dict[str, bytes] = {k.id: kernel_graph(k).SerializeToString() for k in core + extra}
+    graphs.update({f"{NETWORK_PREFIX}{c.as_csv()}": network_graph(c, in_channels).SerializeToString() for c in networks})
+    net_ids = [f"{NETWORK_PREFIX}{c.as_csv()}" for c in networks]
     journal = None
     if journal_file is not None:
         journal = Journal(journal_file, journal_header(profile, space, design, in_channels, machine["hardware_id"]))
-    done_before = journal.done if journal else {}
-    settings = _settings(design)
-    started = time.perf_counter()
-    prior_s = journal.elapsed_s if journal else 0.0
+    results: dict[tuple[int, str], Measured] = dict(journal.done) if journal else {}
+    references: list[float] = list(journal.references) if journal else []
+    plan = journal.plan if journal else None
+    started, prior_s = time.perf_counter(), (journal.elapsed_s if journal else 0.0)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    total = len(items) * design.rounds
-    planned = set(items)
-    results: dict[tuple[int, str], tuple[float, float, float]] = {
-        k: v for k, v in done_before.items() if k[1] in planned and k[0] < design.rounds}
-    done = len(results)
-    current = 0
+    elapsed = lambda: prior_s + time.perf_counter() - started  # noqa: E731
+    progress = {"done": len(results), "total": (len(core) + len(extra) + len(net_ids)) * design.rounds}
 
-    def on_item(item_id: str, minimum: float, median: float, load_s: float) -> None:
-        nonlocal done
-        results[(current, item_id)] = (minimum, median, load_s)
+    def on_item(round_index: int, attempt: int):
+        def record(item_id: str, minimum: float, median: float, load_s: float, bracket: tuple[float, float]) -> None:
+            m = Measured(minimum, median, load_s, bracket, attempt)
+            key = (round_index, item_id)
+            results[key] = m if key not in results else _quieter(results[key], m)
+            if journal:
+                journal.add(round_index, item_id, m, elapsed())
+            progress["done"] += 1
+            if observer:
+                observer(progress["done"], progress["total"])
+        return record
+
+    def on_reference(seconds: float) -> None:
+        references.append(seconds)
         if journal:
-            journal.add(current, item_id, minimum, median, load_s, prior_s + time.perf_counter() - started)
-        done += 1
-        if observer:
-            observer(done, total)
+            journal.add_reference(seconds, elapsed())
+
+    def run(ids: list[str], round_index, attempt: int = 0) -> None:
+        """Time `ids` in chunks of new processes; round_index is a number or a function of the id."""
+        for start in range(0, len(ids), design.chunk):
+            chunk = ids[start:start + design.chunk]
+            by_round: dict[int, list[str]] = {}
+            for i in chunk:
+                by_round.setdefault(round_index(i) if callable(round_index) else round_index, []).append(i)
+            recorders = {i: on_item(r, attempt) for r, group in by_round.items() for i in group}
+            _run_chunk([(i, graphs[i]) for i in chunk], profile, design, reference,
+                       lambda i, *rest, recorders=recorders: recorders[i](i, *rest), on_reference)
 
     if observer:
-        observer(done, total)
-    order = list(graphs)
+        observer(progress["done"], progress["total"])
     try:
-        with tempfile.TemporaryDirectory(prefix="cpbench-calibrate-networks-") as folder:
-            for round_index in range(design.rounds):
-                current = round_index
-                random.Random(design.seed * 1000 + round_index).shuffle(order)
-                todo = [i for i in order if (round_index, i) not in results]
-                for start in range(0, len(todo), design.chunk):
-                    _run_chunk([(i, graphs[i]) for i in todo[start:start + design.chunk]], profile, settings, on_item)
-                for config in networks:  # whole networks exactly as `cpbench time` measures a model, so the
-                    if (round_index, f"net:{config.as_csv()}") not in results:  # composition learns that protocol
-                        _time_network(config, in_channels, profile, Path(folder), on_item)
+        if design.budget_s > 0 and plan is None:
+            rng = random.Random(design.seed * 7919 + 1)
+            # one worker's chunk of kernels first, to learn what one costs here, its process start included
+            pilot = rng.sample([k.id for k in core], min(design.chunk, len(core)))
+            pilot_nets = rng.sample(net_ids, min(PILOT_NETWORKS, len(net_ids)))
+            pilot_started = time.perf_counter()
+            run([i for i in pilot if (0, i) not in results], 0)
+            cost_kernel = (time.perf_counter() - pilot_started) / max(1, len(pilot))
+            run([i for i in pilot_nets if (0, i) not in results], 0)
+            m = _network_settings(profile, design)
+            cost_network = cost_kernel + float(np.mean([m.warmup_time_s + (m.warmup_runs + m.min_runs) * results[(0, i)].median
+                                                        for i in pilot_nets])) if pilot_nets else 0.0
+            plan = _budget_plan(design, len(core), len(extra), len(net_ids), cost_kernel, cost_network)
+            if journal:
+                journal.set_plan(plan)
+        kept = core + extra[:plan["extra_kept"]] if plan else core + extra
+        items = [k.id for k in kept] + net_ids
+        progress["total"] = len(items) * design.rounds
+        wanted = set(items)
+        progress["done"] = sum(1 for (r, i) in results if r < design.rounds and i in wanted)
+        for round_index in range(design.rounds):
+            order = [i for i in items if (round_index, i) not in results]
+            random.Random(design.seed * 1000 + round_index).shuffle(order)
+            run(order, round_index)
+            level = ReferenceLevel.of(references)
+            suspect = sorted((i for i in items if results[(round_index, i)].attempt == 0
+                              and level.off(results[(round_index, i)].bracket)),
+                             key=lambda i: -level.offset(results[(round_index, i)].bracket))
+            suspect = suspect[:int(design.remeasure_share * len(items))]
+            progress["total"] += len(suspect)
+            run(suspect, round_index, attempt=1)
+        if design.budget_s > 0:
+            _extra_rounds(design, items, results, references, elapsed, plan, run, progress)
     finally:
         if journal:
             journal.close()
 
-    def entry(item_id: str) -> dict:
-        measured = [results[(r, item_id)] for r in range(design.rounds)]
-        return {"mins": [m[0] for m in measured], "medians": [m[1] for m in measured], "load_s": [m[2] for m in measured]}
+    rounds_of: dict[str, list[int]] = {i: [] for i in items}
+    for (r, i) in sorted(results):
+        if i in rounds_of:
+            rounds_of[i].append(r)
 
-    by_id = {k.id: k for k in kernels}
+    def entry(item_id: str) -> dict:
+        measured = [results[(r, item_id)] for r in rounds_of[item_id]]
+        return {"mins": [m.minimum for m in measured], "medians": [m.median for m in measured],
+                "load_s": [m.load_s for m in measured], "refs": [max(m.bracket) for m in measured]}
+
+    level = ReferenceLevel.of(references)
+    all_measured = [results[(r, i)] for i in items for r in rounds_of[i]]
+    by_id = {k.id: k for k in kept}
+    noisy = [i for i in items if _disagreement(results, i, rounds_of[i]) > max(AGREE, level.tolerance)]
     return Calibration(
         device=profile.name, space=space.name, in_channels=in_channels, design=asdict(design), profile=profile.as_dict(),
-        fingerprint=machine, started_at=started_at, duration_s=prior_s + time.perf_counter() - started,
-        kernels={i: {**asdict(by_id[i]), **entry(i)} for i in graphs},
-        networks={c.as_csv(): entry(f"net:{c.as_csv()}") for c in networks}, baseline=space.baseline.as_csv(),
+        fingerprint=machine, started_at=started_at, duration_s=elapsed(),
+        kernels={k.id: {**asdict(by_id[k.id]), **entry(k.id)} for k in kept},
+        networks={c.as_csv(): entry(f"{NETWORK_PREFIX}{c.as_csv()}") for c in networks}, baseline=space.baseline.as_csv(),
+        reference={"kernel": ref_kernel.id, **level.as_dict(), "times": references,
+                   "off_share": float(np.mean([level.off(m.bracket) for m in all_measured])) if all_measured else 0.0,
+                   "remeasured": sum(1 for m in all_measured if m.attempt), "items": len(items)},
+        plan={**(plan or {}), "rounds": design.rounds, "noisy": len(noisy), "noisy_share": len(noisy) / max(1, len(items)),
+              "noisy_tables": _noisy_tables(noisy, by_id), "extra_rounds": sum(max(0, len(r) - design.rounds)
+                                                                                 for r in rounds_of.values())},
     )
+
+
+def _disagreement(results: dict, item_id: str, rounds: list[int]) -> float:
+    """How far an item's rounds spread: (max - min) / median of its per-round minima (0 for one round)."""
+    mins = [results[(r, item_id)].minimum for r in rounds]
+    return (max(mins) - min(mins)) / float(np.median(mins)) if len(mins) > 1 else 0.0
+
+
+def _noisy_tables(noisy: list[str], kernels: dict) -> dict[str, int]:
+    """How many noisy items each table (conv kind and k), the classifier or the networks hold."""
+    counts: dict[str, int] = {}
+    for i in noisy:
+        k = kernels.get(i)
+        name = "networks" if k is None else (f"{k.kind}-k{k.k}" if k.k else k.kind)
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def _extra_rounds(design: CalibrationDesign, items: list[str], results: dict, references: list[float], elapsed,
+                  plan: dict, run, progress: dict) -> None:
+    """Spend the budget left on more rounds for the items whose rounds disagree beyond the reference's
+    tolerance, networks first (the composition learns from them), then the widest spread first; one
+    more round per item a pass, until none disagrees, each has max_extra_rounds more, or the budget is spent."""
+    cost = {i: plan["cost_network_s"] if i.startswith(NETWORK_PREFIX) else plan["cost_kernel_s"] for i in items}
+    while True:
+        level = ReferenceLevel.of(references)
+        tolerance = max(AGREE, level.tolerance)
+        rounds_of: dict[str, list[int]] = {}
+        for (r, i) in results:
+            rounds_of.setdefault(i, []).append(r)
+        wanted = [i for i in items if len(rounds_of.get(i, [])) < design.rounds + design.max_extra_rounds
+                  and _disagreement(results, i, rounds_of.get(i, [])) > tolerance]
+        wanted.sort(key=lambda i: (not i.startswith(NETWORK_PREFIX), -_disagreement(results, i, rounds_of[i])))
+        left = design.budget_s * 0.97 - elapsed()
+        chosen, spent = [], 0.0
+        for i in wanted:
+            if spent + cost[i] > left:
+                break
+            chosen.append(i)
+            spent += cost[i]
+        if not chosen:
+            return
+        random.Random(len(results)).shuffle(chosen)
+        progress["total"] += len(chosen)
+        next_round = {i: max(rounds_of[i]) + 1 for i in chosen}
+        run(chosen, next_round.__getitem__)

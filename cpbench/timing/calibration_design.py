@@ -39,12 +39,16 @@ class CalibrationDesign:
     warmup_runs: int = 10
     chunk: int = 400  # kernels per worker process
     seed: int = 0
+    budget_s: float = 0.0  # > 0: plan the kernels to this many seconds and spend what is left on rounds that disagree
+    reference_every: int = 10  # the reference kernel is timed after every this many items of a worker (and first)
+    remeasure_share: float = 0.2  # at most this share of a round's items re-measured for a reference off its level
+    max_extra_rounds: int = 3  # rounds an item may get beyond `rounds` where its rounds disagree (with a budget)
 
     def __post_init__(self) -> None:
         for name, (low, high) in DESIGN_BOUNDS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                option = f"--{name}" if name in OPTIONS else f"the design's {name}"
+                option = ("--budget" if name == "budget_s" else f"--{name}") if name in OPTIONS else f"the design's {name}"
                 raise UsageError(f"{option} is {value!r}; it must lie in [{low:g}, {high:g}]")
         if self.pairs and self.whole:
             raise UsageError("--pairs and --whole are two ways to time the family (pairs of blocks, or whole networks "
@@ -55,13 +59,15 @@ class CalibrationDesign:
 DESIGN_BOUNDS: dict[str, tuple[float, float]] = {
     "rounds": (1, 20), "runs": (5, 10_000), "share": (0.0, 1.0), "networks": (0, 2_000), "full_s": (1, 1_000),
     "full_f": (1, 1_000), "chunk": (1, 100_000), "classifier_points": (1, 1_000), "warmup_runs": (0, 10_000),
+    "budget_s": (0, 86_400), "reference_every": (1, 10_000), "remeasure_share": (0.0, 1.0), "max_extra_rounds": (0, 20),
 }
-OPTIONS = ("rounds", "runs", "share", "networks")  # the ones `cpbench calibrate` takes as options
+OPTIONS = ("rounds", "runs", "share", "networks", "budget_s")  # the ones `cpbench calibrate` takes as options
 MIN_NETWORKS = 7  # the composition fit's five terms and two degrees of freedom to judge it
 
 
 def default_design(runtime: str, *, rounds: int | None = None, runs: int | None = None, networks: int | None = None,
-                   share: float | None = None, pairs: bool = False, whole: bool | None = None) -> CalibrationDesign:
+                   share: float | None = None, pairs: bool = False, whole: bool | None = None,
+                   budget_s: float = 600.0) -> CalibrationDesign:
     """`cpbench calibrate`'s design for a runtime, each None taking the runtime's default. Sized for
     10 minutes on a 2-core VM: under ONNX Runtime 12,824 blocks x 3 rounds (15,344 with pairs);
     under OpenVINO, which compiles every kernel (~25 ms), 4,839 whole networks x 2 rounds (437-452 s;
@@ -81,7 +87,7 @@ def default_design(runtime: str, *, rounds: int | None = None, runs: int | None 
         networks=networks if networks is not None else (30 if compiles else 40),
         share=share if share is not None else ((0.05 if sampled else 0.1) if compiles else (0.5 if sampled else 1.0)),
         pairs=pairs, whole=whole, full_s=3 if compiles and sampled else 4, full_f=3 if compiles and sampled else 4,
-        warmup_runs=100 if compiles else 10)
+        warmup_runs=100 if compiles else 10, budget_s=budget_s)
 
 
 def _spread(values: list[int], n: int) -> list[int]:
@@ -129,8 +135,20 @@ def classifier_sizes(space: Space, points: int) -> list[int]:
 
 
 def plan_kernels(space: Space, design: CalibrationDesign, in_channels: int = 1) -> list[Kernel]:
+    """Every kernel the design times when its budget allows all of them."""
+    core, extra = plan_kernel_tiers(space, design, in_channels)
+    return core + extra
+
+
+def plan_kernel_tiers(space: Space, design: CalibrationDesign, in_channels: int = 1) -> tuple[list[Kernel], list[Kernel]]:
+    """The kernels a calibration always times (the empty call, the classifier, and per conv table
+    every f at one s and every s at a few f: enough for the completion to learn each row's and
+    column's factor), and the rest in the order a budget drops them last to first: the other
+    sampled columns, then the random share of cells (the completion predicts those best)."""
     rng = random.Random(design.seed)
-    kernels: list[Kernel] = [EMPTY]
+    core: list[Kernel] = [EMPTY]
+    columns: list[Kernel] = []
+    cells_extra: list[Kernel] = []
     makers = {"first": lambda f, s, k: first(f, s, k, in_channels), "inner": inner,
               "first-pair": lambda f, s, k: first_pair(f, s, k, in_channels), "inner-pair": inner_pair}
     for depth in range(1, space.baseline.l + 1):
@@ -139,14 +157,22 @@ def plan_kernels(space: Space, design: CalibrationDesign, in_channels: int = 1) 
         for kind in conv_kinds(space, design):
             fs, ss = conv_axes(space, kind)
             for k in range(1, space.baseline.k + 1):
-                cells = {(f, s) for f in fs for s in _spread(ss, design.full_s)}
+                spread = _spread(ss, design.full_s)
+                middle = spread[len(spread) // 2]
+                cells = {(f, s) for f in fs for s in spread}
                 some_f = set(rng.sample(fs[:-1], min(design.full_f - 1, len(fs) - 1))) | {fs[-1]}
                 cells |= {(f, s) for f in some_f for s in ss}
                 rest = sorted({(f, s) for f in fs for s in ss} - cells)
-                cells |= set(rng.sample(rest, round(design.share * len(rest))))
-                kernels += [makers[kind](f, s, k) for f, s in sorted(cells)]
-    kernels += [classifier(n) for n in classifier_sizes(space, design.classifier_points)]
-    return kernels
+                shared = sorted(rng.sample(rest, round(design.share * len(rest))))
+                kept = {(f, s) for f in fs for s in [middle]} | {(f, s) for f in some_f for s in ss}
+                core += [makers[kind](f, s, k) for f, s in sorted(kept)]
+                columns += [makers[kind](f, s, k) for f, s in sorted(cells - kept)]
+                cells_extra += [makers[kind](f, s, k) for f, s in shared]
+    core += [classifier(n) for n in classifier_sizes(space, design.classifier_points)]
+    order = random.Random(design.seed + 1)
+    order.shuffle(columns)
+    order.shuffle(cells_extra)
+    return core, columns + cells_extra
 
 
 def plan_networks(space: Space, design: CalibrationDesign) -> list[Config]:

@@ -4,7 +4,7 @@ machine, as gzip-compressed JSON (format 1), and round-min, the statistic read f
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
@@ -34,6 +34,8 @@ class Calibration:
     networks: dict[str, dict]  # config csv -> rounds
     statistic: str = "round-min"
     baseline: str = ""  # the space's T0 as "f,s,k,l"; calibrations saved before it name a shipped space
+    reference: dict = field(default_factory=dict)  # the co-measured reference: its level, spread, times, re-measured
+    plan: dict = field(default_factory=dict)  # what the budget kept, extra rounds, items whose rounds still disagree
 
     @property
     def hardware_id(self) -> str:
@@ -67,8 +69,11 @@ def save_calibration(models_dir: Path, calibration: Calibration) -> Path:
     payload = calibration.as_dict()
     for group in ("kernels", "networks"):
         for entry in payload[group].values():
-            for key in ("mins", "medians", "load_s"):
-                entry[key] = _compact(entry[key])
+            for key in ("mins", "medians", "load_s", "refs"):
+                if key in entry:
+                    entry[key] = _compact(entry[key])
+    if "times" in payload["reference"]:
+        payload["reference"]["times"] = _compact(payload["reference"]["times"])
     path = calibration_path(models_dir, calibration.device, calibration.hardware_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(stamp(payload, CALIBRATION_FORMAT), separators=(",", ":"), default=str)

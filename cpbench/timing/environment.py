@@ -57,6 +57,26 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu_features() -> dict:
+    """The CPU's vendor and the vector and matrix extensions runtimes choose kernels by (Linux)."""
+    vendor, flags = None, set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "vendor_id" and vendor is None:
+                    vendor = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    return {"vendor": vendor or platform.processor() or None, "isa": [f for f in ISA_FLAGS if f in flags]}
+
+
 def fingerprint() -> dict:
     freq = psutil.cpu_freq()
     hardware = {
@@ -69,6 +89,7 @@ def fingerprint() -> dict:
     return {
         "hardware": hardware,
         "hardware_id": stable_hash(hardware),
+        "cpu_features": cpu_features(),
         "cpu_freq_mhz": None if freq is None else {"current": round(freq.current), "max": round(freq.max)},
         "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,

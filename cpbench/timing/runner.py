@@ -99,6 +99,35 @@ def _beside(times: list[float], what: str) -> dict:
     return {"n": len(values), "median_s": float(np.median(values)), "min_s": float(values.min()), "what": what}
 
 
+def _reference_timer(runtime, profile: Profile):
+    """A function timing the co-measured reference kernel (cpbench.timing.reference) in this process:
+    round-min of 50 runs; None from it where the reference cannot run at the profile's batch."""
+    from cpbench.family.config import FASHION_MNIST
+    from cpbench.family.kernels import kernel_graph
+    from cpbench.timing.protocol import MeasureSettings, measure
+    from cpbench.timing.reference import reference_kernel
+    from cpbench.timing.runtimes import make_inputs
+
+    if profile.batch != 1:
+        return lambda: None
+    folder = tempfile.mkdtemp(prefix="cpbench-reference-")
+    path = Path(folder) / "reference.onnx"
+    path.write_bytes(kernel_graph(reference_kernel(FASHION_MNIST)).SerializeToString())
+    try:
+        loaded = runtime.load(path, profile, make_inputs(path, 1, 0))
+    finally:
+        path.unlink()
+        os.rmdir(folder)
+    settings = MeasureSettings(warmup_runs=10, warmup_time_s=0.0, min_time_s=0.0, min_runs=50, max_runs=50)
+
+    def timed() -> float:
+        raw = measure(loaded.run, settings, own_latency=getattr(loaded, "own_latency", None), timer=profile.clock)
+        return float(min(raw.times_s))
+
+    timed()  # a new process's first timing runs cold
+    return timed
+
+
 def _worker(connection, path: str, profile: Profile, seed: int) -> None:
     """Runs in a fresh process: load, measure, send back raw facts (no statistics here)."""
     from cpbench.timing.runtimes import get_runtime, make_inputs
@@ -108,7 +137,10 @@ def _worker(connection, path: str, profile: Profile, seed: int) -> None:
         runtime = get_runtime(profile.runtime)
         inputs = make_inputs(Path(path), profile.batch, seed)
         loaded = runtime.load(Path(path), profile, inputs)
+        reference = _reference_timer(runtime, profile)
+        before = reference()
         raw = measure(loaded.run, profile.measure, own_latency=getattr(loaded, "own_latency", None), timer=profile.clock)
+        after = reference()
         described = loaded.describe()
         described["clock"] = raw.clock
         if raw.own_times_s:
@@ -117,7 +149,7 @@ def _worker(connection, path: str, profile: Profile, seed: int) -> None:
             described["wall_time"] = _beside(raw.wall_times_s, "the wall time of the Python call; the fits use the runtime's own latency")
         connection.send({
             "ok": True, "load_s": loaded.load_s, "first_s": raw.first_s, "warmup_runs": raw.warmup_runs,
-            "times": raw.times_s, "runtime": described,
+            "times": raw.times_s, "runtime": described, "reference": [before, after],
         })
     except DeviceUnavailable as exc:
         connection.send({"ok": False, "device": str(exc)})
@@ -147,7 +179,7 @@ def time_in_worker(target: TimingTarget, profile: Profile, seed: int = 0) -> Mod
     base.times_s = message["times"]
     base.stats = summarize(message["times"])
     base.runtime = message["runtime"]
-    base.rounds = [round_summary(message["times"], profile.measure.round_runs)]
+    base.rounds = [{**round_summary(message["times"], profile.measure.round_runs), "reference": message.get("reference")}]
     return base
 
 
