@@ -194,3 +194,23 @@ def test_a_budget_that_is_no_duration_is_refused_in_one_line(cli, tmp_path):
     done = cli("calibrate", "--device", "cpu-1thread", "--budget", "ten minutes", "-w", str(tmp_path))
     assert done.returncode == 2 and "--budget" in done.stderr and "10m" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_unfinished_calibration_resumes_with_its_own_seed_and_a_new_one_draws_another(tmp_path):
+    import json
+
+    from cpbench.cli.calibrate import journal_seed
+
+    journal = tmp_path / "cpu-1thread-x.calibration.partial.jsonl"
+    journal.write_text(json.dumps({"format": 2, "design": {"seed": 1234}}) + "\n")
+    assert journal_seed(journal) == 1234
+    drawn = {journal_seed(tmp_path / "none.jsonl") for _ in range(5)}
+    assert len(drawn) > 1  # a fresh calibration is not the same design every time
+
+
+def test_calibrations_with_other_seeds_sample_other_cells():
+    from cpbench.family.config import FASHION_MNIST
+    from cpbench.timing.calibration_design import default_design, plan_kernels
+
+    one, other = (set(plan_kernels(FASHION_MNIST, default_design("openvino", seed=s))) for s in (1, 2))
+    assert one != other and len(one) == len(other)

@@ -43,6 +43,8 @@ def test_time_json_schema_and_stored_run(cli, workspace):
         assert model["load_s"] > 0 and model["first_s"] > 0 and model["gmacs_per_s"] > 0
         assert model["runtime"]["providers_in_use"][0] == "CPUExecutionProvider"
         assert model["runtime"]["intra_op_num_threads"] == 1 and model["runtime"]["pinned_cpus"] is None
+        assert all(len(r["reference"]) == 2 and min(r["reference"]) > 0 for r in model["rounds"])  # bracketed
+    assert run["reference"]["n"] == 2 * len(run["models"]) and run["reference"]["quiet_s"] > 0
     listed = json.loads(cli("runs", "-w", str(workspace), "--json").stdout)
     assert any(r["id"] == run["run_id"] and r["ok"] == 2 for r in listed)
 

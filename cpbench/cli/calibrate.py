@@ -11,6 +11,19 @@ from cpbench.errors import UsageError
 from cpbench.cli.options import DeviceOption, JsonOption, WorkspaceOption, err, out, print_json
 
 
+def journal_seed(journal: Path) -> int:
+    """The seed of the unfinished calibration in `journal`, so that the same command resumes it; a
+    new random one where there is none."""
+    import json
+    import secrets
+
+    try:
+        with open(journal, encoding="utf-8") as handle:
+            return int(json.loads(handle.readline())["design"]["seed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return secrets.randbelow(1_000_000)
+
+
 def parse_duration(text: str, option: str) -> float:
     """Seconds in '90', '90s', '10m' or '1h'; a clear error otherwise."""
     import re
@@ -31,6 +44,7 @@ def calibrate_command(
     pairs: Annotated[bool, typer.Option("--pairs/--no-pairs", help="Also time consecutive blocks as pairs, and use their composition where its k-fold error is lower. Off by default: it doubles the kernels (docs/decisions/0005-pairs-opt-in.md).")] = False,
     whole: Annotated[Optional[bool], typer.Option("--whole/--blocks", help="Time sampled whole networks instead of blocks, completed as one matrix. Default: --whole under OpenVINO, --blocks under ONNX Runtime (docs/decisions/0006-openvino-whole-networks.md).")] = None,
     budget: Annotated[str, typer.Option("--budget", help="Time to spend, e.g. 10m, 600s, 1h: the optional kernels are planned to it and what is left adds rounds where rounds disagree; 0 times the whole design once. Default: 10m.")] = "10m",
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the sampled cells and the timing order; recorded in the calibration. Default: a random one (an unfinished calibration resumes with its own).")] = None,
     refit: Annotated[bool, typer.Option("--refit", help="Measure nothing: fit this machine's saved calibration of the profile again and save its model.")] = False,
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
@@ -64,10 +78,12 @@ def calibrate_command(
             calibration = load_calibration(path)
             design_rounds, design_runs = calibration.design.get("rounds"), calibration.design.get("runs")
         else:
-            design = default_design(profile.runtime, rounds=rounds, runs=runs, networks=networks, share=share, pairs=pairs,
-                                    whole=whole, budget_s=parse_duration(budget, "--budget"))
-            design_rounds, design_runs = design.rounds, design.runs
             journal = journal_path(ws.models_dir, profile.name, here)
+            if seed is None:
+                seed = journal_seed(journal)
+            design = default_design(profile.runtime, rounds=rounds, runs=runs, networks=networks, share=share, pairs=pairs,
+                                    whole=whole, budget_s=parse_duration(budget, "--budget"), seed=seed)
+            design_rounds, design_runs = design.rounds, design.runs
             resumed = journal.exists()
             with LazyProgress(err) as lazy:
                 task, first = None, None
@@ -105,7 +121,7 @@ def calibrate_command(
         err.print(f"resumed the unfinished calibration of {journal.name}")
     out.print(f"calibrated '{profile.name}' on {summary['cpu']} (hardware id {calibration.hardware_id}) in "
               f"{calibration.duration_s:.0f} s: {len(calibration.kernels)} kernels and {len(calibration.networks)} networks, "
-              f"{design_rounds} rounds of {design_runs} runs, statistic round-min")
+              f"{design_rounds} rounds of {design_runs} runs, statistic round-min, seed {calibration.design.get('seed')}")
     choice = ", ".join(f"{name} {v:.1%}" for name, v in model.choice_kfold.items())
     form = "" if model.form == "free" else f" {model.form}"
     out.print(f"composition: {summary['composition']}{form} (chosen on its k-fold MAPE over the calibration networks: {choice})")

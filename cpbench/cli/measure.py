@@ -138,6 +138,10 @@ def time_command(
         print_json(run.as_dict())
     else:
         out.print(timing_table(run))
+        level = run.reference()
+        if level.n:
+            out.print(f"reference kernel timed {level.n} times around the models: {level.quiet_s * 1e6:.1f} µs, spread "
+                      f"{level.spread:.1%} ({'steady' if level.spread <= 0.01 else 'noisy: compare runs with care'})")
     if any(t.status != "ok" for t in run.timings):
         raise typer.Exit(1)
 

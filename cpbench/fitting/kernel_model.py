@@ -203,9 +203,12 @@ def fit_kernel_model(calibration: Calibration, folds: int = 5, seed: int = 0, de
         inner = _choose(candidates, train, times[train], folds, seed + 1)[0]
         coef_train = inner.fit(train, times[train])
         out[test] = inner.x[test] @ coef_train
-        # the interval a user gets, built without the test networks: training residuals' 95 % range
-        rel_train = (inner.x[train] @ coef_train - times[train]) / times[train]
-        low, high = np.quantile(rel_train, [0.025, 0.975])
+        # the interval a user gets (the 95 % range of out-of-fold errors), built as it is built for the
+        # user but from the training networks alone, scored on the networks it never saw
+        index, predicted = out_of_fold(len(train), kfold_indices(len(train), folds, seed + 2),
+                                       lambda a, b, inner=inner, train=train:
+                                       inner.x[train[b]] @ inner.fit(train[a], times[train[a]]))
+        low, high = np.quantile(predicted / times[train[index]] - 1, [0.025, 0.975])
         rel_test = (out[test] - times[test]) / times[test]
         covered[test] = (rel_test >= low) & (rel_test <= high)
     relative = (out - times) / times  # (predicted - measured) / measured, as everywhere in cpbench

@@ -59,15 +59,15 @@ class CalibrationDesign:
 DESIGN_BOUNDS: dict[str, tuple[float, float]] = {
     "rounds": (1, 20), "runs": (5, 10_000), "share": (0.0, 1.0), "networks": (0, 2_000), "full_s": (1, 1_000),
     "full_f": (1, 1_000), "chunk": (1, 100_000), "classifier_points": (1, 1_000), "warmup_runs": (0, 10_000),
-    "budget_s": (0, 86_400), "reference_every": (1, 10_000), "remeasure_share": (0.0, 1.0), "max_extra_rounds": (0, 20),
+    "budget_s": (0, 86_400), "seed": (0, 2**31 - 1), "reference_every": (1, 10_000), "remeasure_share": (0.0, 1.0), "max_extra_rounds": (0, 20),
 }
-OPTIONS = ("rounds", "runs", "share", "networks", "budget_s")  # the ones `cpbench calibrate` takes as options
+OPTIONS = ("rounds", "runs", "share", "networks", "budget_s", "seed")  # the ones `cpbench calibrate` takes as options
 MIN_NETWORKS = 7  # the composition fit's five terms and two degrees of freedom to judge it
 
 
 def default_design(runtime: str, *, rounds: int | None = None, runs: int | None = None, networks: int | None = None,
                    share: float | None = None, pairs: bool = False, whole: bool | None = None,
-                   budget_s: float = 600.0) -> CalibrationDesign:
+                   budget_s: float = 600.0, seed: int = 0) -> CalibrationDesign:
     """`cpbench calibrate`'s design for a runtime, each None taking the runtime's default. Sized for
     10 minutes on a 2-core VM: under ONNX Runtime 12,824 blocks x 3 rounds (15,344 with pairs);
     under OpenVINO, which compiles every kernel (~25 ms), 4,839 whole networks x 2 rounds (437-452 s;
@@ -87,7 +87,7 @@ def default_design(runtime: str, *, rounds: int | None = None, runs: int | None 
         networks=networks if networks is not None else (30 if compiles else 40),
         share=share if share is not None else ((0.05 if sampled else 0.1) if compiles else (0.5 if sampled else 1.0)),
         pairs=pairs, whole=whole, full_s=3 if compiles and sampled else 4, full_f=3 if compiles and sampled else 4,
-        warmup_runs=100 if compiles else 10, budget_s=budget_s)
+        warmup_runs=100 if compiles else 10, budget_s=budget_s, seed=seed)
 
 
 def _spread(values: list[int], n: int) -> list[int]:

@@ -207,8 +207,14 @@ class TimingRun:
         return {
             "run_id": self.id, "device": self.device, "status": self.status, "started_at": self.started_at,
             "profile": self.profile.as_dict(), "fingerprint": self.fingerprint,
-            "models": [t.as_dict(times) for t in self.timings],
+            "models": [t.as_dict(times) for t in self.timings], "reference": self.reference().as_dict(),
         }
+
+    def reference(self):
+        """How steady the machine was: the level and spread of every reference timing around the models."""
+        from cpbench.timing.reference import ReferenceLevel
+
+        return ReferenceLevel.of([v for t in self.timings for r in t.rounds for v in (r.get("reference") or []) if v])
 
 
 def run_timing(
