@@ -3,7 +3,8 @@
     python benchmarks/compile_warmup.py --device openvino [--networks 12] [--seed 5] [--record]
 
 For each of `--networks` random family networks, in a fresh process: load (compile) it, then time
-3,000 consecutive runs on the profile's clock. From that one sequence, side by side:
+consecutive runs on the profile's clock for the profile's warm-up plus 2,000 runs (at least 3,000
+runs). From that one sequence, side by side:
 - the calibration kernel protocol: the minimum of runs 101-300 (a runtime that compiles gets 100
   warm-up runs and 200 timed ones);
 - `cpbench time`'s round: the minimum of the 500 runs after the profile's warm-up (its runs and
@@ -32,7 +33,8 @@ RUNS = 3000
 
 
 def _sequence(connection, graphs: list[bytes], profile) -> None:
-    """Load and run every graph but the last 30 times each; then the last, RUNS times: send its times."""
+    """Load and run every graph but the last 30 times each; then the last for the profile's warm-up
+    seconds and 2,000 runs more (RUNS at least): send its times and when each ended."""
     import time
 
     from cpbench.timing.runtimes import get_runtime, make_inputs
@@ -45,15 +47,23 @@ def _sequence(connection, graphs: list[bytes], profile) -> None:
             loaded = runtime.load(path, profile, make_inputs(path, 1, 0))
             own = getattr(loaded, "own_latency", None)
             last = index == len(graphs) - 1
-            times, started = [], time.perf_counter()
-            for _ in range(RUNS if last else 30):
+            times, ends, started = [], [], time.perf_counter()
+            while len(times) < (30 if not last else RUNS) or (last and (ends[-1] < profile.measure.warmup_time_s
+                                                                        or len(times) < warm_runs(ends, profile) + 2000)):
                 t0 = time.perf_counter()
                 loaded.run()
-                wall = time.perf_counter() - t0
-                times.append(own() if profile.clock == "runtime" and own else wall)
+                t1 = time.perf_counter()
+                times.append(own() if profile.clock == "runtime" and own else t1 - t0)
+                ends.append(t1 - started)
             if last:
-                connection.send((times, time.perf_counter() - started))
+                connection.send((times, ends))
     connection.close()
+
+
+def warm_runs(ends: list[float], profile) -> int:
+    """How many runs `cpbench time`'s warm-up takes: its count of runs and its seconds, both."""
+    seconds = next((i + 1 for i, end in enumerate(ends) if end >= profile.measure.warmup_time_s), len(ends))
+    return max(profile.measure.warmup_runs, seconds)
 
 
 def main() -> None:
@@ -73,17 +83,16 @@ def main() -> None:
         sequences = []
         for prefix in ([], others):
             with Worker(_sequence, prefix + [graph], profile) as worker:
-                times, seconds = worker.receive(600)
-            sequences.append(np.asarray(times))
-        fresh, busy = sequences
-        per_run = fresh[-500:].mean()
-        warm = max(m.warmup_runs, int(m.warmup_time_s / per_run))  # the profile's warm-up in runs
+                times, ends = worker.receive(600)
+            sequences.append((np.asarray(times), warm_runs(ends, profile)))
+        (fresh, warm), (busy, busy_warm) = sequences
         time_round = fresh[warm:warm + m.round_runs].min()
         row = {"config": config.as_csv(), "kernel_protocol": fresh[100:300].min() / time_round,
                "fully_warm": fresh[-500:].min() / time_round,
-               "after_100_networks": busy[warm:warm + m.round_runs].min() / time_round, "time_round_s": float(time_round)}
+               "after_100_networks": busy[busy_warm:busy_warm + m.round_runs].min() / time_round,
+               "time_round_s": float(time_round), "warmup_runs": warm}
         rows.append(row)
-        print(f"{row['config']:>10s}  time's round {time_round * 1e6:7.1f} µs   kernel protocol x{row['kernel_protocol']:.3f}   "
+        print(f"{row['config']:>10s}  time's round {time_round * 1e6:7.1f} µs after {warm} warm-up runs   kernel protocol x{row['kernel_protocol']:.3f}   "
               f"fully warm x{row['fully_warm']:.3f}   in a busy process x{row['after_100_networks']:.3f}")
     for key in ("kernel_protocol", "fully_warm", "after_100_networks"):
         values = np.array([r[key] for r in rows])

@@ -1,7 +1,8 @@
 """The kernel-level latency model on configs it never saw, timed in two separate runs.
 
     python benchmarks/kernel_model.py --device cpu-1thread --seed SEED [--workspace WS] [--configs 20]
-        [--interfere] [--record] [--reuse | --shipped] [--pairs | --whole | --blocks] [--budget 10m]
+        [--interfere [--processes N] [--interfered-only]] [--record] [--reuse | --shipped]
+        [--pairs | --whole | --blocks] [--budget 10m]
 
 1. `cpbench calibrate --device D` (timed: the goal is 10 minutes or less);
 2. two test populations, none a calibration network: `--configs` random family configs (seed SEED)
@@ -42,10 +43,14 @@ from cpbench.timing.environment import fingerprint
 
 
 def affine(train_macs: np.ndarray, train_t: np.ndarray, test_macs: np.ndarray, offset: bool) -> np.ndarray:
-    """Eq. (1) (offset) or FLOPs alone (no offset), by relative least squares on the calibration networks."""
-    x = np.column_stack([np.ones_like(train_macs), train_macs]) if offset else train_macs[:, None]
-    coef = relative_least_squares(x, train_t)[0]
-    return (coef[0] + coef[1] * test_macs) if offset else coef[0] * test_macs
+    """Eq. (1) (offset, relative least squares) or FLOPs alone (t = a * MACs, the a that minimises the
+    relative errors on the calibration networks: one weighted pass, since reweighting by the fitted
+    value diverges for a law through the origin)."""
+    if not offset:
+        ratio = train_macs / train_t
+        return float(ratio.sum() / (ratio ** 2).sum()) * test_macs
+    coef = relative_least_squares(np.column_stack([np.ones_like(train_macs), train_macs]), train_t)[0]
+    return coef[0] + coef[1] * test_macs
 
 
 def scores(predicted: np.ndarray, measured: np.ndarray) -> dict:
@@ -177,17 +182,19 @@ def main() -> None:
     parser.add_argument("--on", type=float, default=60.0, help="seconds of each loaded phase")
     parser.add_argument("--off", type=float, default=60.0, help="seconds of each quiet phase")
     parser.add_argument("--processes", type=int, default=1, help="competing processes in a loaded phase")
+    parser.add_argument("--interfered-only", action="store_true", help="with --interfere, skip the quiet condition")
     parser.add_argument("--record", action="store_true", help="write a dated record to benchmarks/results/")
     args = parser.parse_args()
     print(f"test seeds: {args.seed} (random), {args.seed + 1} (recommend's population)")
-    columns = [condition(args, args.workspace / "quiet", "quiet")]
+    columns = [] if args.interfere and args.interfered_only else [condition(args, args.workspace / "quiet", "quiet")]
     if args.interfere:
         with Interference(args.on, args.off, args.processes):
             columns.append(condition(args, args.workspace / "interfered",
                                      f"interfered: {args.processes} process(es), {args.on:.0f} s on / {args.off:.0f} s off"))
     report(args.device, columns)
     if args.record:
-        print(f"\nrecorded {record('kernel_model', args.device, {'seed': args.seed, 'conditions': columns}, fingerprint())}")
+        name = f"{args.device}-interfered{args.processes}" if args.interfered_only else args.device
+        print(f"\nrecorded {record('kernel_model', name, {'seed': args.seed, 'conditions': columns}, fingerprint())}")
 
 
 if __name__ == "__main__":
