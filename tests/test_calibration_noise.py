@@ -214,3 +214,27 @@ def test_calibrations_with_other_seeds_sample_other_cells():
 
     one, other = (set(plan_kernels(FASHION_MNIST, default_design("openvino", seed=s))) for s in (1, 2))
     assert one != other and len(one) == len(other)
+
+
+def test_a_shipped_models_verdict_never_tells_this_machine_to_act_on_it():
+    verdict = judge(0.02, 1.0, 40, {}, "openvino", shipped=True)
+    assert "not this one" in verdict.advice and "cpbench calibrate --device openvino" in verdict.advice
+    assert "acted on" not in verdict.line()
+
+
+def test_a_budget_too_small_for_the_rounds_leaves_items_short_of_rounds_but_never_unmeasured(monkeypatch, profile):
+    """Every item gets its first round; later rounds stop where the budget (at the measured cost per
+    kernel) cannot pay for the next chunk, and the calibration says how many items fell short."""
+    from types import SimpleNamespace
+
+    machine = FakeMachine()
+    monkeypatch.setattr(calibration_module, "Worker", machine.worker)
+    monkeypatch.setattr(calibration_module, "time", SimpleNamespace(perf_counter=lambda: machine.tick * 0.5))
+    real_plan = calibration_module._budget_plan
+    monkeypatch.setattr(calibration_module, "_budget_plan",
+                        lambda *a: {**real_plan(*a), "cost_kernel_s": 1.0, "cost_network_s": 1.0})
+    design = CalibrationDesign(rounds=3, runs=5, networks=8, classifier_points=4, chunk=10, budget_s=60)
+    calibration = calibrate(profile, TINY, design)
+    rounds = [len(e["mins"]) for e in [*calibration.kernels.values(), *calibration.networks.values()]]
+    assert min(rounds) >= 1 and calibration.plan["short_of_rounds"] > 0
+    assert sum(rounds) < 3 * len(rounds)

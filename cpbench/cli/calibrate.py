@@ -137,7 +137,9 @@ def calibrate_command(
                   f"{reference['spread']:.1%} around {reference['quiet_s'] * 1e6:.1f} µs; {reference['off_share']:.1%} of "
                   f"measurements ran while it was off by more than {reference['tolerance']:.1%}, {reference['remeasured']} "
                   f"re-measured{kept}; {plan.get('extra_rounds', 0)} extra rounds where rounds disagreed, "
-                  f"{plan.get('noisy', 0)} items still disagree ({plan.get('noisy_share', 0):.1%})")
+                  f"{plan.get('noisy', 0)} items still disagree ({plan.get('noisy_share', 0):.1%})"
+                  + (f"; the budget left {plan['short_of_rounds']} items short of {design_rounds} rounds"
+                     if plan.get("short_of_rounds") else ""))
     tables = summary["tables"]
     denoised = [name for name, t in tables.items() if t["denoised"]]
     out.print(f"kernel tables: {len(denoised)} of {len(tables)} denoised (the low-rank fit predicted a held-out round "

@@ -131,7 +131,7 @@ class TimeModel(ABC):
         from cpbench.fitting.verdict import judge
 
         h = self.held_out
-        return judge(h.mape, h.within_10, h.n, self.noise, self.device)
+        return judge(h.mape, h.within_10, h.n, self.noise, self.device, shipped=self.provenance.reference)
 
     @property
     def cpu(self) -> str | None:

@@ -52,13 +52,17 @@ class Verdict:
         return asdict(self)
 
 
-def judge(mape: float, within_10: float, n: int, noise: dict, device: str) -> Verdict:
-    """The verdict on a model's held-out figures, with advice that follows from the noise beside them."""
+def judge(mape: float, within_10: float, n: int, noise: dict, device: str, shipped: bool = False) -> Verdict:
+    """The verdict on a model's held-out figures, with advice that follows from the noise beside them;
+    a shipped reference model is judged on its own machine, and the advice is to calibrate this one."""
     good = bool(mape <= GOAL_MAPE and within_10 >= GOAL_WITHIN_10)
     floor = noise.get("network_spread_median")
     off = noise.get("reference_off_share")
     noisy = bool((floor is not None and floor > NOISY_FLOOR) or (off is not None and off > NOISY_OFF_SHARE))
-    if good:
+    if shipped:
+        advice = (f"judged on the machine the shipped model was measured on, not this one: calibrate this one with "
+                  f"'cpbench calibrate --device {device}'")
+    elif good:
         advice = "answers from it can be acted on"
     elif noisy:
         advice = (f"the machine was noisy while it ran: calibrate again at a quieter hour (stop other work), or give it "

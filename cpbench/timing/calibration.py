@@ -123,7 +123,7 @@ def _run_chunk(items: list[tuple[str, bytes]], profile: Profile, design: Calibra
 
 
 PILOT_NETWORKS = 3
-BASE_SHARE = 0.7  # of the budget, for the design's rounds; the rest re-measures and adds rounds where they disagree
+BASE_SHARE = 0.75  # of the budget, for the design's rounds; the rest re-measures and adds rounds where they disagree
 AGREE = 0.03  # an item's rounds disagree when their spread (max - min over median) is beyond this or the reference's tolerance
 
 
@@ -190,10 +190,13 @@ def calibrate(profile: Profile, space: Space, design: CalibrationDesign, in_chan
         if journal:
             journal.add_reference(seconds, elapsed())
 
-    def run(ids: list[str], round_index, attempt: int = 0) -> None:
-        """Time `ids` in chunks of new processes; round_index is a number or a function of the id."""
+    def run(ids: list[str], round_index, attempt: int = 0, within_budget: bool = False) -> None:
+        """Time `ids` in chunks of new processes; round_index is a number or a function of the id.
+        `within_budget`: stop before a chunk the budget cannot pay for (the rest keep fewer rounds)."""
         for start in range(0, len(ids), design.chunk):
             chunk = ids[start:start + design.chunk]
+            if within_budget and plan and elapsed() + len(chunk) * plan["cost_kernel_s"] > design.budget_s * 0.97:
+                return
             by_round: dict[int, list[str]] = {}
             for i in chunk:
                 by_round.setdefault(round_index(i) if callable(round_index) else round_index, []).append(i)
@@ -227,14 +230,14 @@ def calibrate(profile: Profile, space: Space, design: CalibrationDesign, in_chan
         for round_index in range(design.rounds):
             order = [i for i in items if (round_index, i) not in results]
             random.Random(design.seed * 1000 + round_index).shuffle(order)
-            run(order, round_index)
+            run(order, round_index, within_budget=round_index > 0)  # every item gets its first round
             level = ReferenceLevel.of(references)
-            suspect = sorted((i for i in items if results[(round_index, i)].attempt == 0
+            suspect = sorted((i for i in items if (round_index, i) in results and results[(round_index, i)].attempt == 0
                               and level.off(results[(round_index, i)].bracket)),
                              key=lambda i: -level.offset(results[(round_index, i)].bracket))
             suspect = suspect[:int(design.remeasure_share * len(items))]
             progress["total"] += len(suspect)
-            run(suspect, round_index, attempt=1)
+            run(suspect, round_index, attempt=1, within_budget=True)
         if design.budget_s > 0:
             _extra_rounds(design, items, results, references, elapsed, plan, run, progress)
     finally:
@@ -265,7 +268,8 @@ def calibrate(profile: Profile, space: Space, design: CalibrationDesign, in_chan
                    "remeasured": sum(1 for m in all_measured if m.attempt), "items": len(items)},
         plan={**(plan or {}), "rounds": design.rounds, "noisy": len(noisy), "noisy_share": len(noisy) / max(1, len(items)),
               "noisy_tables": _noisy_tables(noisy, by_id), "extra_rounds": sum(max(0, len(r) - design.rounds)
-                                                                                 for r in rounds_of.values())},
+                                                                                 for r in rounds_of.values()),
+              "short_of_rounds": sum(1 for r in rounds_of.values() if len(r) < design.rounds)},
     )
 
 

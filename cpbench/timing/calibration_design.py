@@ -142,13 +142,12 @@ def plan_kernels(space: Space, design: CalibrationDesign, in_channels: int = 1) 
 
 def plan_kernel_tiers(space: Space, design: CalibrationDesign, in_channels: int = 1) -> tuple[list[Kernel], list[Kernel]]:
     """The kernels a calibration always times (the empty call, the classifier, and per conv table
-    every f at one s and every s at a few f: enough for the completion to learn each row's and
-    column's factor), and the rest in the order a budget drops them last to first: the other
-    sampled columns, then the random share of cells (the completion predicts those best)."""
+    every f at `full_s` values of s and every s at `full_f` values of f: the rows and columns from
+    which the completion learns each row's and column's factor), and the random share of the other
+    cells, in the order a budget drops them last to first (the completion predicts those)."""
     rng = random.Random(design.seed)
     core: list[Kernel] = [EMPTY]
-    columns: list[Kernel] = []
-    cells_extra: list[Kernel] = []
+    extra: list[Kernel] = []
     makers = {"first": lambda f, s, k: first(f, s, k, in_channels), "inner": inner,
               "first-pair": lambda f, s, k: first_pair(f, s, k, in_channels), "inner-pair": inner_pair}
     for depth in range(1, space.baseline.l + 1):
@@ -157,22 +156,15 @@ def plan_kernel_tiers(space: Space, design: CalibrationDesign, in_channels: int 
         for kind in conv_kinds(space, design):
             fs, ss = conv_axes(space, kind)
             for k in range(1, space.baseline.k + 1):
-                spread = _spread(ss, design.full_s)
-                middle = spread[len(spread) // 2]
-                cells = {(f, s) for f in fs for s in spread}
+                cells = {(f, s) for f in fs for s in _spread(ss, design.full_s)}
                 some_f = set(rng.sample(fs[:-1], min(design.full_f - 1, len(fs) - 1))) | {fs[-1]}
                 cells |= {(f, s) for f in some_f for s in ss}
                 rest = sorted({(f, s) for f in fs for s in ss} - cells)
-                shared = sorted(rng.sample(rest, round(design.share * len(rest))))
-                kept = {(f, s) for f in fs for s in [middle]} | {(f, s) for f in some_f for s in ss}
-                core += [makers[kind](f, s, k) for f, s in sorted(kept)]
-                columns += [makers[kind](f, s, k) for f, s in sorted(cells - kept)]
-                cells_extra += [makers[kind](f, s, k) for f, s in shared]
+                core += [makers[kind](f, s, k) for f, s in sorted(cells)]
+                extra += [makers[kind](f, s, k) for f, s in sorted(rng.sample(rest, round(design.share * len(rest))))]
     core += [classifier(n) for n in classifier_sizes(space, design.classifier_points)]
-    order = random.Random(design.seed + 1)
-    order.shuffle(columns)
-    order.shuffle(cells_extra)
-    return core, columns + cells_extra
+    random.Random(design.seed + 1).shuffle(extra)
+    return core, extra
 
 
 def plan_networks(space: Space, design: CalibrationDesign) -> list[Config]:
