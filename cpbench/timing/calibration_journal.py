@@ -11,7 +11,7 @@ from cpbench.family.config import Space
 from cpbench.timing.calibration_design import CalibrationDesign
 from cpbench.timing.profiles import Profile
 
-JOURNAL_FORMAT = 2
+JOURNAL_FORMAT = 3
 
 
 def journal_path(models_dir: Path, device: str, hardware_id: str) -> Path:
