@@ -1,11 +1,12 @@
 """The kernel-level latency model on configs it never saw, timed in two separate runs.
 
-    python benchmarks/kernel_model.py --device cpu-1thread --seed SEED [--workspace WS] [--configs 20]
+    python benchmarks/kernel_model.py --device cpu-1thread [--seed SEED] [--workspace WS] [--configs 20]
         [--interfere [--processes N] [--interfered-only]] [--record] [--reuse | --shipped]
         [--pairs | --whole | --blocks] [--budget 10m]
 
 1. `cpbench calibrate --device D` (timed: the goal is 10 minutes or less);
-2. two test populations, none a calibration network: `--configs` random family configs (seed SEED)
+2. two test populations, none a calibration network: `--configs` random family configs (seed SEED,
+   a fresh random one unless given, printed)
    and as many where recommend's picks live (f >= 16, k >= 3, s >= 16; seed SEED + 1), exported
    untrained and timed in two back-to-back `cpbench time` runs (the profile's rounds, round-min);
 3. per population and run: MAPE with a bootstrap 95 % interval, the share within ±10 % with its
@@ -169,7 +170,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu-1thread")
     parser.add_argument("--workspace", type=Path, default=Path("bench-kernel"))
     parser.add_argument("--configs", type=int, default=20)
-    parser.add_argument("--seed", type=int, required=True, help="test configs' seed; draw a fresh one for every judgement")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="test configs' seed (default: a fresh random one, printed): a test set that judged one change is spent")
     parser.add_argument("--budget", default="10m", help="calibrate's --budget")
     parser.add_argument("--reuse", action="store_true", help="use the workspace's calibration if there is one")
     units = parser.add_mutually_exclusive_group()
@@ -185,6 +187,10 @@ def main() -> None:
     parser.add_argument("--interfered-only", action="store_true", help="with --interfere, skip the quiet condition")
     parser.add_argument("--record", action="store_true", help="write a dated record to benchmarks/results/")
     args = parser.parse_args()
+    if args.seed is None:
+        import secrets
+
+        args.seed = 10_000 + secrets.randbelow(1_000_000)
     print(f"test seeds: {args.seed} (random), {args.seed + 1} (recommend's population)")
     columns = [] if args.interfere and args.interfered_only else [condition(args, args.workspace / "quiet", "quiet")]
     if args.interfere:

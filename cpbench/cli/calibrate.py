@@ -56,7 +56,8 @@ def calibrate_command(
     from cpbench.errors import check_choice
     from cpbench.fitting.kernel_model import fit_kernel_model
     from cpbench.fitting.predictors import model_path, save_time_model
-    from cpbench.timing.calibration import calibrate, journal_path
+    from cpbench.timing.calibration import calibrate
+    from cpbench.timing.calibration_journal import journal_path
     from cpbench.timing.calibration_record import calibration_path, load_calibration, save_calibration
     from cpbench.timing.calibration_design import default_design
     from cpbench.timing.environment import fingerprint
@@ -100,7 +101,8 @@ def calibrate_command(
                 try:
                     calibration = calibrate(profile, SPACES[dataset], design, observer=observer, journal_file=journal)
                 except KeyboardInterrupt:
-                    kept = max(0, len(journal.read_text(encoding="utf-8").splitlines()) - 1) if journal.exists() else 0
+                    kept = (sum('"round"' in line for line in journal.read_text(encoding="utf-8").splitlines())
+                            if journal.exists() else 0)
                     err.print(f"interrupted: {kept} measurements are kept in {journal}; rerun the same command to resume"
                               if kept else "interrupted before anything was measured; nothing to resume")
                     raise typer.Exit(130) from None

@@ -20,13 +20,16 @@ from cpbench.errors import UsageError, first_line
 from cpbench.family.config import Space
 from cpbench.family.kernels import kernel_graph, network_graph
 from cpbench.timing.calibration_design import CalibrationDesign, plan_kernel_tiers, plan_networks
-from cpbench.timing.calibration_journal import Journal, Measured, _quieter, journal_header, journal_path  # noqa: F401
+from cpbench.timing.calibration_journal import Journal, Measured, journal_header, quieter
 from cpbench.timing.calibration_record import Calibration
 from cpbench.timing.reference import ReferenceLevel, reference_kernel
 from cpbench.timing.profiles import Profile
 from cpbench.timing.protocol import MeasureSettings
 from cpbench.timing.runtimes import DeviceUnavailable
 from cpbench.timing.worker import Worker
+
+
+NETWORK_PREFIX = "net:"  # a calibration network's item id: net:f,s,k,l
 
 
 def _settings(design: CalibrationDesign) -> MeasureSettings:
@@ -86,9 +89,6 @@ def _calibration_worker(connection, items: list[tuple[str, bytes]], profile: Pro
             connection.send(("error", first_line(exc)[:500]))
         finally:
             connection.close()
-
-
-NETWORK_PREFIX = "net:"
 
 
 def _run_chunk(items: list[tuple[str, bytes]], profile: Profile, design: CalibrationDesign, reference: bytes,
@@ -177,7 +177,7 @@ def calibrate(profile: Profile, space: Space, design: CalibrationDesign, in_chan
         def record(item_id: str, minimum: float, median: float, load_s: float, bracket: tuple[float, float]) -> None:
             m = Measured(minimum, median, load_s, bracket, attempt)
             key = (round_index, item_id)
-            results[key] = m if key not in results else _quieter(results[key], m)
+            results[key] = m if key not in results else quieter(results[key], m)
             if journal:
                 journal.add(round_index, item_id, m, elapsed())
             progress["done"] += 1

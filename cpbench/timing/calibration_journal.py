@@ -66,7 +66,7 @@ class Journal:
                 key = (int(r["round"]), str(r["id"]))
                 m = Measured(float(r["min"]), float(r["median"]), float(r["load_s"]),
                              (float(r["bracket"][0]), float(r["bracket"][1])), int(r.get("attempt", 0)))
-                self.done[key] = m if key not in self.done else _quieter(self.done[key], m)
+                self.done[key] = m if key not in self.done else quieter(self.done[key], m)
             except (ValueError, KeyError, TypeError, IndexError):
                 continue  # a line cut short by a kill: that item is measured again
         self._file = open_for_append(self.path)
@@ -97,7 +97,7 @@ class Journal:
             self._file.close()
 
 
-def _quieter(old: Measured, new: Measured) -> Measured:
+def quieter(old: Measured, new: Measured) -> Measured:
     """Of two timings of one item in one round, the one whose reference bracket was the quieter."""
     return new if max(new.bracket) < max(old.bracket) else replace(old, attempt=max(old.attempt, new.attempt))
 
