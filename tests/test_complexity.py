@@ -159,6 +159,29 @@ def test_the_verdict_says_proportional_on_exactly_affine_data_with_a_large_inter
     assert "is not proportional" in text
 
 
+def test_times_affine_in_total_macs_with_two_percent_noise_are_called_proportional():
+    """The MAPE criterion and the lack-of-fit test judge one law, alpha1 * total MACs + alpha0: noisy
+    times that follow it exactly must be called proportional (a test of conv MACs alone rejected
+    them every time, since the classifier's MACs are not conv MACs), and the verdict names no paper
+    as holding."""
+    from cpbench.fitting.time_models import verdict
+
+    calls = 0
+    for seed in range(12):
+        rng = np.random.default_rng(100 + seed)
+        configs = [Config(int(f), int(s), int(k), int(l)) for f, s, k, l in zip(
+            rng.integers(1, 65, 80), rng.integers(8, 29, 80), rng.integers(1, 6, 80), rng.integers(1, 4, 80))]
+        layers = Layers.of(configs)
+        columns = {name: fn(layers) for name, fn in FEATURES.items()}
+        times = (2e-11 * columns["macs"] + 5e-6) * (1 + 0.02 * rng.standard_normal(80))
+        linear = evaluate(MODELS["linear-rel"], feature_matrix(("macs",), layers), times, {})
+        test = nested_f_test(MODELS["linear-rel"], MODELS["layerwise"], columns, times)
+        text = verdict("cpu", 1, power_law(columns["macs"], times), test, linear, linear)
+        calls += "is proportional to MACs" in text
+        assert "paper 003" not in text
+    assert calls >= 10, f"called proportional in {calls} of 12 noisy affine data sets"
+
+
 def test_the_quoted_error_of_the_chosen_model_comes_from_configs_that_did_not_choose_it():
     from cpbench.fitting.time_models import selection_honest
 

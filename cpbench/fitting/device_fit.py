@@ -135,7 +135,7 @@ def fit_device(observations: Observations, models: list[str] | None = None, fold
     columns = {name: fn(layers) for name, fn in FEATURES.items()}
     f_test = None
     if "layerwise" in evaluations and len(points) > len(MODELS["layerwise"].features) + 2:
-        f_test = nested_f_test(MODELS["eq1-rel"], MODELS["layerwise"], columns, times)
+        f_test = nested_f_test(MODELS["linear-rel"], MODELS["layerwise"], columns, times)  # the law the MAPE judges
     law = power_law(macs, times)
     baseline = space_of(points[0].dataset or "fashionmnist", points[0].space).baseline
     measured_baseline = [p.time_s for p in points if p.config == baseline]
