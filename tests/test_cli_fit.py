@@ -199,3 +199,24 @@ def test_a_fit_never_mixes_the_wall_clock_with_the_runtimes_own_latency(workspac
     assert sorted(p.config for p in latest.points) == sorted(configs[4:])
     expected = dict(zip(configs[4:], truth(configs[4:])))
     assert all(p.time_s == pytest.approx(expected[p.config]) for p in latest.points)
+
+
+def test_fit_and_models_piped_to_a_file_keep_every_column_and_figure_whole(workspace):
+    """A log of `make demo` or CI (stdout not a terminal, no COLUMNS): no figure cut to '…', no
+    column dropped."""
+    import os
+    import subprocess
+    import sys
+
+    configs = random_configs(30, 1)
+    add_run(workspace, "cpu", configs, truth(configs))
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    outputs = {}
+    for args in (("fit", "--device", "cpu"), ("models",)):
+        done = subprocess.run([sys.executable, "-m", "cpbench.cli", *args, "-w", str(workspace.root)],
+                              capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+        assert "…" not in done.stdout, done.stdout
+        outputs[args[0]] = done.stdout
+    assert all(column in outputs["models"] for column in ("name", "params", "MACs", "accuracy", "size"))
+    assert "linear-rel" in outputs["fit"] and "layerwise" in outputs["fit"]
