@@ -171,3 +171,34 @@ def test_processes_sharing_a_study_file_never_train_the_same_item(tmp_path):
     assert [i.config.f for i in trained] == [6, 8]
     assert [r.config for r in done] == ["6,8,3,1", "8,8,3,1"] == [r.config for r in read_results(path)]
     assert sorted(p.name for p in claims_folder(path).iterdir()) == sorted([held.name, other_host.name])
+
+
+def test_the_shipped_probability_is_calibrated_on_the_studys_held_out_trainings():
+    """Each of the shipped study's held-out trainings, scored by the predictive distribution built
+    without its own residual: the share below the printed q-quantile lies in the binomial 95 % band
+    of q, over all of them and where targets live (predicted >= 0.90)."""
+    from pathlib import Path
+
+    from scipy import stats
+
+    from cpbench.fitting.precision_predictor import REFERENCE
+
+    path = Path(REFERENCE) / "fashionmnist-converged-bn.json"
+    payload = json.loads(path.read_text())
+    full = predictor_from_file(path, True)
+    residual_configs = [r["config"] for r in payload["uncertainty"]["residuals"]]
+    held = [p for p in payload["points"] if p["held_out"]]
+    pits = {}
+    for point in held:
+        keep = np.array([c != point["config"] for c in residual_configs])
+        alone = predictor_from_file(path, True)
+        alone.residual_x, alone.residuals = full.residual_x[keep], full.residuals[keep]
+        x = normalise([Config.parse(point["config"])], full.baseline)
+        bias, scale, k = alone.local_error(x)
+        pits[point["config"]] = stats.t.cdf((point["precision"] - alone.predict(x)[0] - bias[0]) / scale[0], k - 1)
+    top = [p["config"] for p in held if p["predicted"] >= 0.90]
+    for population in (list(pits), top):
+        u = np.array([pits[c] for c in population])
+        for q in (0.1, 0.5):
+            low, high = stats.binom.ppf([0.025, 0.975], len(u), q)
+            assert low <= np.sum(u < q) <= high, (len(u), q, int(np.sum(u < q)))

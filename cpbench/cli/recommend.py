@@ -68,7 +68,7 @@ def recommend_command(
     grid: Annotated[str, typer.Option("--grid", help="integer: every integer config up to the baseline | paper: 0.05 steps.")] = "integer",
     verify: Annotated[bool, typer.Option("--verify", help="Train, export and time the pick: predicted against measured.")] = False,
     extrapolate: Annotated[bool, typer.Option("--extrapolate", help="Also pick configs outside the support of the trained configs.")] = False,
-    verify_seeds: Annotated[int, typer.Option("--verify-seeds", help="With --verify: train the pick with this many seeds (0, 1, ...).")] = 3,
+    verify_seeds: Annotated[int, typer.Option("--verify-seeds", help="With --verify: train the pick with this many seeds, none a seed the precision study trains with (100, 101, ...).")] = 3,
     confidence: Annotated[float, typer.Option("--confidence", help="Least probability that one training of the pick reaches the target.")] = 0.9,
     data_dir: DataDirOption = None,
     workspace: WorkspaceOption = Path("."),
@@ -111,11 +111,11 @@ def recommend_command(
     verification = None
     if verify:
         from cpbench.cli.views.common import SweepProgress, TimingProgress
-        from cpbench.optimize.verify import verify_pick
+        from cpbench.optimize.verify import VERIFY_SEED, verify_pick
 
         with SweepProgress(err if as_json else out) as sweep_progress, TimingProgress(err) as timing_progress:
             verification = verify_pick(ws, profile, time_model.statistic, result.pick, result.baseline, precision, data_dir, goal,
-                                       list(range(verify_seeds)), sweep_progress, timing_progress)
+                                       list(range(VERIFY_SEED, VERIFY_SEED + verify_seeds)), sweep_progress, timing_progress)
     verdict = time_model.verdict() if time_model.kind == "kernel" else None
     if verdict is not None and not verdict.good:
         result.warnings.append(verdict.line())

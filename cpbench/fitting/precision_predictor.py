@@ -92,6 +92,19 @@ class PrecisionPredictor:
     trained_on: dict
     space: str | None = None  # the search space of the trained configs
     measured_points: list[tuple[Config, float]] | None = None  # every trained config and its measured precision
+    held_out_max: float | None = None  # the highest precision any held-out training reached
+
+    def support_count(self, x: np.ndarray) -> np.ndarray:
+        """How many trainings with a held-out residual lie within the support radius of each config:
+        how much evidence the probability there rests on."""
+        if self.support_radius is None or not len(self.residual_x):
+            return np.zeros(len(x), dtype=int)
+        d = np.sqrt(((log_position(x)[:, None, :] - self.residual_x[None, :, :]) ** 2).sum(axis=-1))
+        return (d <= self.support_radius + 1e-9).sum(axis=1)
+
+    def trained(self, config: Config) -> bool:
+        """Whether the study trained this very config: its precision there is in-sample."""
+        return any(c == config for c, _ in self.measured_points or [])
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return MODELS[self.model](self.theta, x)
@@ -101,23 +114,36 @@ class PrecisionPredictor:
         """The one baseline precision every target is taken from: the model's."""
         return float(self.predict(np.ones((1, 4)))[0])
 
-    def sigma(self, x: np.ndarray) -> np.ndarray:
-        """Standard deviation of a trained config's accuracy around the prediction: the RMS of the
-        held-out residuals of the nearest trained configs, with the seed spread added in quadrature
-        (one new training is one draw of the seed)."""
-        if len(self.residuals) == 0:
-            return np.full(len(x), np.nan)
+    def local_error(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """(bias, scale, k): the mean of the held-out residuals of the k nearest trained configs (the
+        model's local bias, which it runs high by near the top) and the predictive scale of one new
+        training, their standard deviation times sqrt(1 + 1/k). Each residual is one training's, so
+        the seed spread is in it already; with k - 1 degrees of freedom (Student's t)."""
+        if len(self.residuals) < 3:
+            return np.zeros(len(x)), np.full(len(x), np.nan), 0
         _, index = nearest_distances(self.residual_x, log_position(x), NEIGHBOURS)
-        local = np.sqrt(np.mean(self.residuals[index] ** 2, axis=1))
-        return np.sqrt(local**2 + self.seed_sd**2)
+        local = self.residuals[index]
+        k = local.shape[1]
+        return local.mean(axis=1), np.maximum(local.std(axis=1, ddof=1), 1e-6) * np.sqrt(1 + 1 / k), k
+
+    def sigma(self, x: np.ndarray) -> np.ndarray:
+        """The predictive scale of one new training's accuracy near each config (see local_error)."""
+        return self.local_error(x)[1]
+
+    def quantile(self, x: np.ndarray, q: float) -> np.ndarray:
+        """The q-quantile of one new training's accuracy: prediction plus local bias plus t-scaled spread."""
+        from scipy import stats
+
+        bias, scale, k = self.local_error(x)
+        return self.predict(x) + bias + stats.t.ppf(q, max(k - 1, 1)) * scale
 
     def probability(self, x: np.ndarray, target: float) -> np.ndarray:
-        """P(accuracy >= target) for one training of each config, under a normal error model."""
-        from math import erf, sqrt
+        """P(accuracy >= target) for one training of each config: centred on the prediction plus the
+        local bias, Student's t with the local spread."""
+        from scipy import stats
 
-        mean, sd = self.predict(x), np.maximum(self.sigma(x), 1e-6)
-        z = (mean - target) / (sd * sqrt(2.0))
-        return 0.5 * (1.0 + np.vectorize(erf)(z))
+        bias, scale, k = self.local_error(x)
+        return stats.t.sf((target - self.predict(x) - bias) / scale, max(k - 1, 1))
 
     def support_distance(self, x: np.ndarray) -> np.ndarray:
         """Distance (log2 units) to the nearest trained config."""
@@ -129,10 +155,13 @@ class PrecisionPredictor:
             return np.ones(len(x), dtype=bool)
         return self.support_distance(x) <= self.support_radius + 1e-9
 
-    def bounds(self, predicted: np.ndarray, x: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
-        """A 95 % interval for one training of each config."""
-        sd = self.sigma(x)
-        return predicted - z * sd, predicted + z * sd
+    def bounds(self, predicted: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A 95 % interval for one training of each config (`predicted` is the model's value at x)."""
+        from scipy import stats
+
+        bias, scale, k = self.local_error(x)
+        half = stats.t.ppf(0.975, max(k - 1, 1)) * scale
+        return predicted + bias - half, predicted + bias + half
 
     def outside(self, config: Config) -> list[str]:
         """Why `config` lies outside the trained configs' support (empty when inside)."""
@@ -182,4 +211,5 @@ def predictor_from_file(path: Path, reference: bool, model: str | None = None) -
         float(uncertainty.get("seed_sd") or 0.0), uncertainty.get("support_radius"), ranges, path, reference,
         dataset, payload["recipe"], payload.get("trained_on", {}), payload.get("space"),
         [(Config.parse(p["config"]), float(p["precision"])) for p in payload.get("points") or []],
+        max((float(p["precision"]) for p in payload.get("points") or [] if p.get("held_out")), default=None),
     )

@@ -26,7 +26,7 @@ class Pick:
     config: Config
     macs: int
     precision: float  # predicted for one training
-    precision_low: float  # 95 % interval of one training's accuracy: local held-out residuals and seed spread
+    precision_low: float  # 95 % interval of one training's accuracy: local held-out residuals (bias and spread)
     precision_high: float
     probability: float  # predicted chance that one training reaches the target
     seconds: float  # predicted on this device
@@ -34,6 +34,8 @@ class Pick:
     seconds_high: float
     speedup: float  # predicted baseline time / predicted time, on this device: a prediction, not a measurement
     support_distance: float  # log2 steps to the nearest trained config
+    support_count: int = 0  # trainings with a held-out residual within the support radius: the probability's evidence
+    trained: bool = False  # the study trained this config: its predicted precision is in-sample there
 
     def as_dict(self) -> dict:
         return {**asdict(self), "config": self.config.as_csv(), "speedup_kind": "predicted"}
@@ -108,8 +110,10 @@ def _picks(index: np.ndarray, evaluated: Evaluated, x: np.ndarray, probability: 
     s_low, s_high = time_model.bounds(s)
     macs = FEATURES["macs"](chosen.layers(time_model.in_channels))
     distance = precision.support_distance(x[index])
+    support = precision.support_count(x[index])
     return [Pick(chosen.config(j), int(macs[j]), float(p[j]), float(p_low[j]), float(p_high[j]), float(probability[index[j]]),
-                 float(s[j]), float(s_low[j]), float(s_high[j]), baseline_s / float(s[j]), float(distance[j]))
+                 float(s[j]), float(s_low[j]), float(s_high[j]), baseline_s / float(s[j]), float(distance[j]),
+                 int(support[j]), precision.trained(chosen.config(j)))
             for j in range(len(index))]
 
 
@@ -161,6 +165,13 @@ def recommend(space: Space, time_model: TimeModel, precision: PrecisionPredictor
         time_model.name, precision.model,
         ("shipped reference fit " if precision.reference else "") + str(precision.source), time_model.statistic,
     )
+    if picks[0].trained:
+        result.warnings.append(f"the pick {picks[0].config.as_csv()} is a config the precision study trained: its predicted "
+                               "precision fits its own trainings (in-sample there); --verify trains it with seeds the study never used")
+    if precision.held_out_max is not None and target > precision.held_out_max:
+        result.warnings.append(f"the target {target:.4f} lies above every held-out training of the study (the highest "
+                               f"reached {precision.held_out_max:.4f}): the probability there was never checked on data "
+                               "that did not fit the model")
     outside = precision.outside(picks[0].config)
     if outside:
         result.warnings.append(
