@@ -104,8 +104,8 @@ class KernelTable:
             mask = np.hstack([measured[key][2] for key in group])
             n_rounds = min(len(measured[key][3]) for key in group)
             rounds = np.concatenate([measured[key][3][:n_rounds] for key in group], axis=2)
-            filled, rank, cv = complete(values, mask)
-            denoised = denoise and denoises(rounds, mask, rank)
+            filled, rank, cv, ridge = complete(values, mask)
+            denoised = denoise and denoises(rounds, mask, rank, ridge)
             filled = np.maximum(filled, values[mask].min() * 0.5)
             times = filled if denoised else np.where(mask, values, filled)
             at = 0
