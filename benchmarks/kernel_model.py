@@ -110,7 +110,7 @@ def condition(args, ws: Path, label: str) -> dict:
               "verdict": model.verdict().as_dict(), "populations": {}}
     draws = {"random": random_configs(args.configs, args.seed), "recommend": recommend_configs(args.configs, args.seed + 1)}
     for name, configs in draws.items():
-        test_ws = ws / f"test-{args.device}-{name}"
+        test_ws = ws / f"test-{args.device}-{name}-{args.seed}"  # a fresh test set never shares a store with another
         export(configs, test_ws)
         tested, a, b, refs = time_twice(args.device, test_ws)
         predicted = model.predict_configs(tested)
