@@ -135,11 +135,13 @@ def calibrate_command(
         plan = calibration.plan or {}
         kept = (f"; the budget kept {plan['extra_kept']} of {plan['extra_planned']} optional kernels"
                 if "extra_kept" in plan else "")
+        worst = sorted((plan.get("noisy_tables") or {}).items(), key=lambda t: -t[1])[:3]
+        where = f"; most in {', '.join(f'{name} {n}' for name, n in worst)}" if worst else ""
         out.print(f"machine stability: reference kernel {reference['kernel']} timed {reference['n']} times, spread "
                   f"{reference['spread']:.1%} around {reference['quiet_s'] * 1e6:.1f} µs; {reference['off_share']:.1%} of "
                   f"measurements ran while it was off by more than {reference['tolerance']:.1%}, {reference['remeasured']} "
                   f"re-measured{kept}; {plan.get('extra_rounds', 0)} extra rounds where rounds disagreed, "
-                  f"{plan.get('noisy', 0)} items still disagree ({plan.get('noisy_share', 0):.1%})"
+                  f"{plan.get('noisy', 0)} items still disagree ({plan.get('noisy_share', 0):.1%}{where})"
                   + (f"; the budget left {plan['short_of_rounds']} items short of {design_rounds} rounds"
                      if plan.get("short_of_rounds") else ""))
     tables = summary["tables"]
