@@ -19,8 +19,9 @@ def calibration_noise(calibration) -> dict:
     """The noise of a calibration's machine while it ran: the calibration networks' median and 90th
     percentile round spread ((max - min) / median of the per-round minima), the reference's spread
     and the share of measurements it flagged, and how many items' rounds still disagreed."""
-    spreads = [(max(e["mins"]) - min(e["mins"])) / float(np.median(e["mins"]))
-               for e in calibration.networks.values() if len(e["mins"]) > 1]
+    from cpbench.timing.calibration_record import round_spread
+
+    spreads = [round_spread(e["mins"]) for e in calibration.networks.values() if len(e["mins"]) > 1]
     reference = calibration.reference or {}
     plan = calibration.plan or {}
     return {

@@ -21,8 +21,8 @@ from cpbench.family.config import Space
 from cpbench.family.kernels import kernel_graph, network_graph
 from cpbench.timing.calibration_design import CalibrationDesign, plan_kernel_tiers, plan_networks
 from cpbench.timing.calibration_journal import Journal, Measured, journal_header, quieter
-from cpbench.timing.calibration_record import Calibration
-from cpbench.timing.reference import ReferenceLevel, reference_kernel
+from cpbench.timing.calibration_record import Calibration, round_spread
+from cpbench.timing.reference import ReferenceLevel, reference_kernel, reference_timer
 from cpbench.timing.profiles import Profile
 from cpbench.timing.protocol import MeasureSettings
 from cpbench.timing.runtimes import DeviceUnavailable
@@ -57,17 +57,11 @@ def _calibration_worker(connection, items: list[tuple[str, bytes]], profile: Pro
     runtime = get_runtime(profile.runtime)
     with tempfile.TemporaryDirectory(prefix="cpbench-calibrate-") as folder:
         try:
-            ref_path = Path(folder) / "reference.onnx"
-            ref_path.write_bytes(reference)
-            ref = runtime.load(ref_path, profile, make_inputs(ref_path, 1, 0))
-            own = getattr(ref, "own_latency", None)
+            reference_time = reference_timer(runtime, profile, reference, settings)
 
-            def time_reference(send: bool = True) -> None:
-                raw = measure(ref.run, settings, own_latency=own, timer=profile.clock)
-                if send:
-                    connection.send(("ref", float(np.min(raw.times_s))))
+            def time_reference() -> None:
+                connection.send(("ref", reference_time()))
 
-            time_reference(send=False)  # a new process's first timing runs cold; it would read as interference
             time_reference()
             for index, (item_id, graph) in enumerate(items):
                 path = Path(folder) / f"{index}.onnx"
@@ -244,10 +238,7 @@ def calibrate(profile: Profile, space: Space, design: CalibrationDesign, in_chan
         if journal:
             journal.close()
 
-    rounds_of: dict[str, list[int]] = {i: [] for i in items}
-    for (r, i) in sorted(results):
-        if i in rounds_of:
-            rounds_of[i].append(r)
+    rounds_of = _rounds_by_item(results, items)
 
     def entry(item_id: str) -> dict:
         measured = [results[(r, item_id)] for r in rounds_of[item_id]]
@@ -273,10 +264,18 @@ def calibrate(profile: Profile, space: Space, design: CalibrationDesign, in_chan
     )
 
 
+def _rounds_by_item(results: dict, items: list[str]) -> dict[str, list[int]]:
+    """The rounds each item was measured in, in order."""
+    rounds_of: dict[str, list[int]] = {i: [] for i in items}
+    for (r, i) in sorted(results):
+        if i in rounds_of:
+            rounds_of[i].append(r)
+    return rounds_of
+
+
 def _disagreement(results: dict, item_id: str, rounds: list[int]) -> float:
-    """How far an item's rounds spread: (max - min) / median of its per-round minima (0 for one round)."""
-    mins = [results[(r, item_id)].minimum for r in rounds]
-    return (max(mins) - min(mins)) / float(np.median(mins)) if len(mins) > 1 else 0.0
+    """How far an item's rounds spread (calibration_record.round_spread of its per-round minima)."""
+    return round_spread([results[(r, item_id)].minimum for r in rounds])
 
 
 def _noisy_tables(noisy: list[str], kernels: dict) -> dict[str, int]:
@@ -298,12 +297,11 @@ def _extra_rounds(design: CalibrationDesign, items: list[str], results: dict, re
     while True:
         level = ReferenceLevel.of(references)
         tolerance = max(AGREE, level.tolerance)
-        rounds_of: dict[str, list[int]] = {}
-        for (r, i) in results:
-            rounds_of.setdefault(i, []).append(r)
-        wanted = [i for i in items if len(rounds_of.get(i, [])) < design.rounds + design.max_extra_rounds
-                  and _disagreement(results, i, rounds_of.get(i, [])) > tolerance]
-        wanted.sort(key=lambda i: (not i.startswith(NETWORK_PREFIX), -_disagreement(results, i, rounds_of[i])))
+        rounds_of = _rounds_by_item(results, items)
+        spread = {i: _disagreement(results, i, rounds_of[i]) for i in items
+                  if len(rounds_of[i]) < design.rounds + design.max_extra_rounds}
+        wanted = sorted((i for i, v in spread.items() if v > tolerance),
+                        key=lambda i: (not i.startswith(NETWORK_PREFIX), -spread[i]))
         left = design.budget_s * 0.97 - elapsed()
         chosen, spent = [], 0.0
         for i in wanted:

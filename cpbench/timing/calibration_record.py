@@ -20,6 +20,11 @@ def round_min(entry: dict) -> float:
     return float(statistics.median(entry["mins"]))
 
 
+def round_spread(mins: list[float]) -> float:
+    """How far an item's rounds disagree: (max - min) / median of its per-round minima (0 for one round)."""
+    return (max(mins) - min(mins)) / float(statistics.median(mins)) if len(mins) > 1 else 0.0
+
+
 @dataclass
 class Calibration:
     device: str

@@ -8,6 +8,8 @@ spread is suspect and re-measured (duet benchmarking on shared clouds, Bulej et 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -22,6 +24,33 @@ def reference_kernel(space: Space, in_channels: int = 1) -> Kernel:
     b = space.baseline
     f, s, k = max(1, b.f // 2), max(2, b.s // 4), min(3, max(1, b.k))
     return inner(f, s, k) if b.l > 1 else first(f, s, k, in_channels)
+
+
+def reference_timer(runtime, profile, graph: bytes, settings) -> Callable[[], float]:
+    """Load the reference graph in this process and return a function timing it once (the minimum of
+    `settings`' fixed count of runs). The first timing is made and dropped here: a new process's
+    first timing runs cold and would read as interference."""
+    import os
+    import tempfile
+
+    from cpbench.timing.protocol import measure
+    from cpbench.timing.runtimes import make_inputs
+
+    folder = tempfile.mkdtemp(prefix="cpbench-reference-")
+    path = Path(folder) / "reference.onnx"
+    path.write_bytes(graph)
+    try:
+        loaded = runtime.load(path, profile, make_inputs(path, 1, 0))
+    finally:
+        path.unlink()
+        os.rmdir(folder)
+
+    def timed() -> float:
+        raw = measure(loaded.run, settings, own_latency=getattr(loaded, "own_latency", None), timer=profile.clock)
+        return float(min(raw.times_s))
+
+    timed()
+    return timed
 
 
 @dataclass(frozen=True)

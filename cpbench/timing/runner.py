@@ -104,28 +104,13 @@ def _reference_timer(runtime, profile: Profile):
     round-min of 50 runs; None from it where the reference cannot run at the profile's batch."""
     from cpbench.family.config import FASHION_MNIST
     from cpbench.family.kernels import kernel_graph
-    from cpbench.timing.protocol import MeasureSettings, measure
-    from cpbench.timing.reference import reference_kernel
-    from cpbench.timing.runtimes import make_inputs
+    from cpbench.timing.protocol import MeasureSettings
+    from cpbench.timing.reference import reference_kernel, reference_timer
 
     if profile.batch != 1:
         return lambda: None
-    folder = tempfile.mkdtemp(prefix="cpbench-reference-")
-    path = Path(folder) / "reference.onnx"
-    path.write_bytes(kernel_graph(reference_kernel(FASHION_MNIST)).SerializeToString())
-    try:
-        loaded = runtime.load(path, profile, make_inputs(path, 1, 0))
-    finally:
-        path.unlink()
-        os.rmdir(folder)
-    settings = MeasureSettings(warmup_runs=10, warmup_time_s=0.0, min_time_s=0.0, min_runs=50, max_runs=50)
-
-    def timed() -> float:
-        raw = measure(loaded.run, settings, own_latency=getattr(loaded, "own_latency", None), timer=profile.clock)
-        return float(min(raw.times_s))
-
-    timed()  # a new process's first timing runs cold
-    return timed
+    return reference_timer(runtime, profile, kernel_graph(reference_kernel(FASHION_MNIST)).SerializeToString(),
+                           MeasureSettings(warmup_runs=10, warmup_time_s=0.0, min_time_s=0.0, min_runs=50, max_runs=50))
 
 
 def _worker(connection, path: str, profile: Profile, seed: int) -> None:
