@@ -46,14 +46,23 @@ def calibrate_command(
     budget: Annotated[str, typer.Option("--budget", help="Time to spend, e.g. 10m, 600s, 1h: the optional kernels are planned to it and what is left adds rounds where rounds disagree; 0 times the whole design once. Default: 10m.")] = "10m",
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the sampled cells and the timing order; recorded in the calibration. Default: a random one (an unfinished calibration resumes with its own).")] = None,
     refit: Annotated[bool, typer.Option("--refit", help="Measure nothing: fit this machine's saved calibration of the profile again and save its model.")] = False,
+    kernels: Annotated[str, typer.Option("--kernels", help="family: the family's kernels, for predict --config and recommend; any: sampled kernels of every type, for predict --model NET.onnx. Default: family.")] = "family",
+    scale: Annotated[float, typer.Option("--scale", help="With --kernels any: multiplies the sampled kernels of every type (1 samples 880). Default: 1.")] = 1.0,
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
-    """Time the family's distinct kernels and a few networks alone on this machine, learn the latency
-    model and save it (models/fits/<device>-<hardware id>.model.json.gz), which predict and recommend load."""
+    """Time kernels and a few networks alone on this machine, learn the latency model and save it in
+    models/fits/: the family's kernels by default, or with --kernels any kernels of any CNN."""
+    from cpbench.errors import check_choice
+
+    check_choice(kernels, ("family", "any"), "kernel set (--kernels)")
+    if kernels == "any":
+        from cpbench.cli.anynet import calibrate_any_command
+
+        calibrate_any_command(device, rounds, networks, scale, seed, refit, workspace, as_json)
+        return
     from cpbench.cli.views.common import LazyProgress
     from cpbench.family.config import SPACES
-    from cpbench.errors import check_choice
     from cpbench.fitting.kernel_model import fit_kernel_model
     from cpbench.fitting.predictors import model_path, save_time_model
     from cpbench.timing.calibration import calibrate

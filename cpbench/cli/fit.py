@@ -97,12 +97,25 @@ def other_verdicts(ws, exclude: str, hardware_id: str) -> list[dict]:
 
 def predict_command(
     device: DeviceOption,
-    config: Annotated[list[str], typer.Option("--config", "-c", help="f,s,k,l (repeatable), e.g. 32,24,3,2")],
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Fitted model to use; default: the profile's best.")] = None,
+    config: Annotated[Optional[list[str]], typer.Option("--config", "-c", help="f,s,k,l (repeatable), e.g. 32,24,3,2")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="An ONNX network (a path ending in .onnx), predicted by the any-network model; else the fitted model for --config (default: the profile's best).")] = None,
+    models: Annotated[Optional[str], typer.Option("--models", help="ONNX networks to predict, a glob under the workspace's models/ (e.g. 'zoo/*') or here.")] = None,
+    by_kernel: Annotated[bool, typer.Option("--by-kernel", help="With --model/--models: every kernel's predicted time too.")] = False,
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
-    """Predicted time per inference for configs on a device, with a 95 % interval from held-out errors."""
+    """Predicted time per inference on a device, with a 95 % interval from held-out errors: for family
+    configs (--config), or for any ONNX CNN (--model NET.onnx, --models GLOB)."""
+    if models or (model and model.endswith(".onnx")):
+        if config:
+            raise UsageError("give --config or an ONNX network (--model NET.onnx / --models), not both")
+        from cpbench.cli.anynet import network_files, predict_networks_command
+
+        predict_networks_command(device, network_files(model if not models else None, models, workspace), by_kernel,
+                                 workspace, as_json)
+        return
+    if not config:
+        raise UsageError("nothing to predict; give --config f,s,k,l or --model NET.onnx")
     from rich.table import Table
 
     from cpbench.family.config import Config

@@ -47,10 +47,11 @@ def _network_settings(profile: Profile, design: CalibrationDesign) -> MeasureSet
                            min_time_s=0.0, min_runs=m.round_runs, max_runs=m.round_runs, max_time_s=60.0)
 
 
-def _calibration_worker(connection, items: list[tuple[str, bytes]], profile: Profile, settings: MeasureSettings,
+def _calibration_worker(connection, items: list[tuple[str, bytes | str]], profile: Profile, settings: MeasureSettings,
                         network_settings: MeasureSettings, reference: bytes, every: int) -> None:
-    """A fresh process: time the reference, then each graph alone with the reference again after
-    every `every` of them, sending ("ref", min) and ("ok", id, min, median, load) one at a time."""
+    """A fresh process: time the reference, then each graph alone (ONNX bytes, or the path of a file)
+    with the reference again after every `every` of them, sending ("ref", min) and ("ok", id, min,
+    median, load) one at a time."""
     from cpbench.timing.protocol import measure
     from cpbench.timing.runtimes import get_runtime, make_inputs
 
@@ -64,8 +65,9 @@ def _calibration_worker(connection, items: list[tuple[str, bytes]], profile: Pro
 
             time_reference()
             for index, (item_id, graph) in enumerate(items):
-                path = Path(folder) / f"{index}.onnx"
-                path.write_bytes(graph)
+                path = Path(graph) if isinstance(graph, str) else Path(folder) / f"{index}.onnx"
+                if not isinstance(graph, str):
+                    path.write_bytes(graph)
                 inputs = make_inputs(path, 1, 0)
                 loaded = runtime.load(path, profile, inputs)
                 chosen = network_settings if item_id.startswith(NETWORK_PREFIX) else settings
@@ -73,7 +75,8 @@ def _calibration_worker(connection, items: list[tuple[str, bytes]], profile: Pro
                 times = np.asarray(raw.times_s)
                 connection.send(("ok", item_id, float(times.min()), float(np.median(times)), float(loaded.load_s)))
                 del loaded
-                path.unlink()
+                if not isinstance(graph, str):
+                    path.unlink()
                 if (index + 1) % every == 0 or index + 1 == len(items):
                     time_reference()
             connection.send(("end",))
