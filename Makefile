@@ -1,8 +1,9 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   - install, fetch FashionMNIST if missing, then export the quick preset, recount paper 003,
-#                 time the models on the CPU (ONNX Runtime) and OpenVINO, fit time models to them (saved
-#                 as this machine's fit in models/fits; the shipped reference calibrations are never
-#                 written), fit the precision model, recommend, and write reports/demo/index.html
+#   make demo   - install, fetch FashionMNIST if missing, then `cpbench demo`: export the quick preset,
+#                 recount paper 003, time the models on the CPU (ONNX Runtime) and OpenVINO, fit time
+#                 models to them (saved as this machine's fit in models/fits; the shipped reference
+#                 calibrations are never written), fit the precision model, recommend, and write
+#                 reports/demo/index.html, under one progress bar with the time left
 #   make test   - install, fetch FashionMNIST if missing, run the tests
 PYTHON ?= python3
 VENV ?= .venv
@@ -32,16 +33,7 @@ browser:
 	  echo "no Chromium and cannot install it here: install chromium for the report test"
 
 demo: setup
-	$(BIN)/cpbench export --preset quick
-	$(BIN)/cpbench models
-	$(BIN)/cpbench zoo table
-	$(BIN)/cpbench time --device cpu --models 'family/*'
-	$(BIN)/cpbench time --device openvino --models 'family/*'
-	$(BIN)/cpbench fit --device cpu
-	$(BIN)/cpbench fit-precision
-	$(BIN)/cpbench recommend --device cpu --max-drop 0.01
-	$(BIN)/cpbench recommend --device openvino --max-drop 0.01
-	$(BIN)/cpbench report --name demo
+	$(BIN)/cpbench demo
 
 test: setup browser
 	$(BIN)/ruff check cpbench tests benchmarks

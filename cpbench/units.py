@@ -15,6 +15,15 @@ def seconds(value: float | None) -> str:
     return f"{value:.3f} s"
 
 
+def duration(value: float) -> str:
+    """A wall time for people: '45 s', '12 min', '1 h 05 min'."""
+    if value < 90:
+        return f"{value:.0f} s"
+    if value < 3600:
+        return f"{value / 60:.0f} min"
+    return f"{int(value // 3600)} h {int(value % 3600 // 60):02d} min"
+
+
 def macs(value: int | None) -> str:
     """27.1M, 1.81G."""
     if value is None:

@@ -137,3 +137,15 @@ def test_every_option_help_is_short_enough_to_read():
 
     walk(typer.main.get_command(app), "cpbench")
     assert not long, long
+
+
+def test_the_demos_time_left_follows_this_machines_pace():
+    from cpbench.cli.demo import STAGES, Stage, remaining_s
+
+    stages = (Stage(("a",), 100), Stage(("b",), 300))
+    assert remaining_s(stages, 0, 0.0, 0.0) == 400  # before anything ran: the expected times
+    assert remaining_s(stages, 1, 0.0, 200.0) == 600  # the first took twice as long: so will the rest
+    assert remaining_s(stages, 1, 0.5, 175.0) == pytest.approx(105)  # 250 s of work done in 175 s: 150 left x 0.7
+    assert remaining_s(stages, 2, 0.0, 500.0) == 0
+    assert all(stage.args[0] in {"export", "models", "zoo", "time", "fit", "fit-precision", "recommend", "report"}
+               for stage in STAGES)

@@ -150,7 +150,7 @@ def test_corrupt_fashionmnist_files_are_named_with_what_is_wrong(tmp_path, cli, 
 
 
 def test_a_small_image_folder_trains_with_a_named_recipe_but_an_explicit_subset_beyond_it_is_refused(cli, tmp_path):
-    """The quick recipe's 30,000-image subset means "up to" for a 16-image folder; asking for more
+    """The quick recipe's 12,000-image subset means "up to" for a 16-image folder; asking for more
     images than there are with --train-subset is a one-line error."""
     import json as json_lib
 

@@ -42,6 +42,7 @@ class AnyDesign:
     chunk: int = 40  # items per worker process
     reference_every: int = 10
     remeasure_share: float = 0.0
+    extra_share: float = 0.5  # of a poorly predicted type's samples, drawn again after the first rounds
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -98,7 +99,7 @@ def calibrate_any(profile: Profile, design: AnyDesign, hardware: dict, journal: 
             for line in lines[1:]:
                 if "ref" in line:
                     references.append(line["ref"])
-                elif "id" in line and line["id"] in graphs:
+                elif "id" in line and (line["id"] in graphs or line["id"].startswith("k+:")):
                     done[(line["round"], line["id"])] = line["min"]
         else:
             journal.unlink()
@@ -116,6 +117,11 @@ def calibrate_any(profile: Profile, design: AnyDesign, hardware: dict, journal: 
         append_jsonl(journal, {"ref": seconds})
 
     time_items(profile, graphs, design, set(done), on_item, on_reference, observer)
+    extra = more_samples(design, kernels, done)
+    if extra:
+        kernels.update({item_id: {"kind": kind, "features": f} for item_id, (kind, f, _) in extra.items()})
+        time_items(profile, {item_id: graph for item_id, (_, _, graph) in extra.items()}, design, set(done), on_item,
+                   on_reference, observer)
     times: dict[str, list[float]] = {}
     for (_, item), value in sorted(done.items()):
         times.setdefault(item, []).append(value)
@@ -128,13 +134,40 @@ def calibrate_any(profile: Profile, design: AnyDesign, hardware: dict, journal: 
     )
 
 
+def more_samples(design: AnyDesign, kernels: dict[str, dict], done: dict) -> dict[str, tuple[str, dict, bytes]]:
+    """The adaptive second draw: the kernel types whose regressors miss their own held-out kernels
+    by more than the median type get half their count again (a draw of its own from the seed)."""
+    from cpbench.anynet.model import fit_kernels
+
+    if design.extra_share <= 0:
+        return {}
+    times: dict[str, list[float]] = {}
+    for (_, item), value in done.items():
+        times.setdefault(item, []).append(value)
+    statistic = {item: float(np.median(v)) for item, v in times.items()}
+    if EMPTY_ID not in statistic:
+        return {}
+    fits = fit_kernels(kernels, statistic, statistic[EMPTY_ID])
+    if not fits:
+        return {}
+    middle = float(np.median([f.kfold_mape for f in fits.values()]))
+    extra: dict[str, tuple[str, dict, bytes]] = {}
+    for kind, fit in fits.items():
+        if fit.kfold_mape > middle:
+            for _, sampled_kind, f, graph in sample_items(kind, max(4, round(fit.samples * design.extra_share)),
+                                                          design.seed + 1, prefix="k+"):
+                extra[f"k+:{kind}:{design.seed}:{len(extra)}"] = (sampled_kind, f, graph)
+    return extra
+
+
 def time_items(profile: Profile, graphs: dict[str, bytes | str], design: AnyDesign, done: set[tuple[int, str]],
                on_item, on_reference, observer=None) -> None:
     """Time every item (ONNX bytes or a file's path) in design.rounds rounds, each round in an order
     drawn anew and in fresh worker processes of design.chunk items, skipping (round, id) in `done`;
     `on_item(round, id, seconds, bracket)` gets each round's minimum as it arrives."""
     reference = kernel_graph(reference_kernel(SPACES["fashionmnist"])).SerializeToString()
-    total, finished = design.rounds * len(graphs), len(done)
+    total = design.rounds * len(graphs)
+    finished = sum(1 for _, item in done if item in graphs)
     for round_index in range(design.rounds):
         order = [item for item in graphs if (round_index, item) not in done]
         random.Random(f"{design.seed}:{round_index}").shuffle(order)

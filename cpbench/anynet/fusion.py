@@ -29,9 +29,9 @@ def producer_key(op: Op) -> str:
 
 
 def _producer_features(producer: str, c: int, side: int) -> tuple[str, dict]:
-    if producer in ("conv", "dwconv"):
-        groups = c if producer == "dwconv" else 1
-        return producer, {"cin": c, "cout": c, "h": side, "w": side, "kh": 3, "kw": 3, "stride": 1, "dilation": 1,
+    if producer in ("conv", "dwconv"):  # a cheap producer, so the follower's share of the pair is large
+        groups, k = (c, 3) if producer == "dwconv" else (1, 1)
+        return producer, {"cin": c, "cout": c, "h": side, "w": side, "kh": k, "kw": k, "stride": 1, "dilation": 1,
                           "groups": groups, "oh": side, "ow": side}
     if producer == "gemm":
         return "gemm", {"n_in": c * 8, "n_out": c * 8}

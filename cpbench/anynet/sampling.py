@@ -107,11 +107,11 @@ SAMPLERS: dict[str, Callable[[random.Random], tuple[str, dict]]] = {
 SAMPLES = {"conv": 360, "dwconv": 120, "pool": 60, "gap": 40, "gemm": 50, "elementwise": 200, "concat": 50}
 
 
-def sample_items(kind: str, count: int, seed: int) -> list[tuple[str, str, dict, bytes]]:
+def sample_items(kind: str, count: int, seed: int, prefix: str = "k") -> list[tuple[str, str, dict, bytes]]:
     """`count` kernels of `kind` (id, kind, features, ONNX bytes), reproducible from the seed."""
     rng = random.Random(f"{kind}:{seed}")
     items = []
     for index in range(count):
         sampled_kind, features = SAMPLERS[kind](rng)
-        items.append((f"k:{kind}:{seed}:{index}", sampled_kind, features, op_graph(sampled_kind, features)))
+        items.append((f"{prefix}:{kind}:{seed}:{index}", sampled_kind, features, op_graph(sampled_kind, features)))
     return items

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cpbench.cli import calibrate as cli_calibrate
+from cpbench.cli import demo as cli_demo
 from cpbench.cli import export as cli_export
 from cpbench.cli import fit as cli_fit
 from cpbench.cli import measure as cli_measure
@@ -55,6 +56,7 @@ app.command("report")(cli_report.report_command)
 app.add_typer(cli_study.study_app, name="study")
 app.add_typer(cli_results.results_app, name="results")
 app.command("hardware")(cli_results.hardware_command)
+app.command("demo")(cli_demo.demo_command)
 
 
 @app.callback(invoke_without_command=True)

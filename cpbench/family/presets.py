@@ -45,7 +45,7 @@ PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
         Preset("smoke", "3 tiny configs; seconds, for tests", _smoke, "smoke"),
-        Preset("quick", f"the 1-D sweeps around the baseline + {QUICK_RANDOM} random configs; under 10 min on 2 cores", _quick, "quick"),
+        Preset("quick", f"the 1-D sweeps around the baseline + {QUICK_RANDOM} random configs; about 5 min on 2 cores", _quick, "quick"),
         Preset("paper", f"1-D sweeps, the (f,s), (f,k), (f,l) grids and {PAPER_RANDOM} random configs, as paper 000", _paper, "paper"),
         Preset("timing", f"1-D sweeps + {TIMING_RANDOM} random configs over the whole space, untrained, for time models", _timing, None),
     )
