@@ -48,7 +48,7 @@ def time_networks(device: str, files: list[Path], seed: int) -> dict[str, float]
 
     profile = load_profile(device, Path("profiles"))
     times: dict[str, list[float]] = {}
-    design = AnyDesign(seed=seed, chunk=6)
+    design = AnyDesign(seed=seed, chunk=6)  # the calibration's statistic: its runs, warm-up and rounds
     time_items(profile, {f.name: str(f) for f in files}, design, set(),
                lambda r, item, seconds, bracket: times.setdefault(item, []).append(seconds), lambda s: None)
     return {item: float(np.median(v)) for item, v in times.items()}

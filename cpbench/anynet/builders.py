@@ -31,7 +31,7 @@ class Builder:
 
     def _weight(self, shape: tuple[int, ...], scale: float = 0.05) -> str:
         name = self._name("w")
-        values = (self._rng.standard_normal(shape) * scale).astype(np.float32)
+        values = self._rng.standard_normal(shape, dtype=np.float32) * np.float32(scale)
         self.initializers.append(numpy_helper.from_array(values, name))
         return name
 

@@ -35,8 +35,8 @@ class AnyDesign:
 
     seed: int
     rounds: int = 2
-    runs: int = 10
-    warmup_runs: int = 3
+    runs: int = 20
+    warmup_runs: int = 5
     scale: float = 1.0
     networks: int = 60
     chunk: int = 40  # items per worker process
@@ -46,6 +46,10 @@ class AnyDesign:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def statistic(self) -> str:
+        return f"minimum of {self.runs} runs after {self.warmup_runs} warm-up runs, median over {self.rounds} rounds"
 
 
 @dataclass
@@ -88,6 +92,7 @@ def plan_items(design: AnyDesign) -> tuple[dict[str, bytes], dict[str, dict], di
 
 def calibrate_any(profile: Profile, design: AnyDesign, hardware: dict, journal: Path, observer=None) -> AnyCalibration:
     """Time the design under `profile`; `observer(done, total)` follows the progress."""
+    started = time.monotonic()
     graphs, kernels, networks = plan_items(design)
     header = {"format": FORMAT, "profile": profile.name, "hardware_id": hardware["hardware_id"],
               "design": design.as_dict()}
@@ -106,7 +111,6 @@ def calibrate_any(profile: Profile, design: AnyDesign, hardware: dict, journal: 
     if not journal.exists():
         journal.parent.mkdir(parents=True, exist_ok=True)
         append_jsonl(journal, header)
-    started = time.monotonic()
 
     def on_item(round_index: int, item_id: str, minimum: float, bracket) -> None:
         done[(round_index, item_id)] = minimum

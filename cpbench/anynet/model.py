@@ -45,22 +45,31 @@ def work(kind: str, f: dict) -> float:
     return f["elements"]
 
 
+def _blocks(*channels: int) -> list[float]:
+    """Whether channel counts fill the vector blocks runtimes lay tensors out in (8 or 16 lanes):
+    where they do not, runtimes take slower paths. The regressor learns per machine how much."""
+    return [float(c % b == 0) for c in channels for b in (8, 16)]
+
+
 def features(kind: str, f: dict) -> list[float]:
-    """The regressor's inputs for one kernel (logs of sizes; an op's name one-hot)."""
-    if kind in ("conv", "dwconv"):
-        return [_log(f["cin"]), _log(f["cout"]), _log(f["h"]), _log(f["oh"]), f["kh"], f["stride"], _log(f["groups"]),
-                _log(work(kind, f)), _log(f["cin"] * f["h"] * f["w"]), _log(f["cout"] * f["oh"] * f["ow"]),
-                _log(f["cout"] * f["cin"] // f["groups"] * f["kh"] * f["kw"])]
+    """The regressor's inputs for one kernel (logs of sizes, channel blocking; an op's name one-hot)."""
+    if kind in ("conv", "dwconv"):  # with the dimensions of the matrix product a conv lowers to: M, N, K
+        depth = f["cin"] // f["groups"] * f["kh"] * f["kw"]
+        return ([_log(f["cin"]), _log(f["cout"]), _log(f["h"]), _log(f["oh"]), f["kh"], f["stride"], _log(f["groups"]),
+                 _log(work(kind, f)), _log(f["cin"] * f["h"] * f["w"]), _log(f["cout"] * f["oh"] * f["ow"]),
+                 _log(f["cout"] * depth), _log(f["oh"] * f["ow"]), _log(depth), _log(f["cout"] // f["groups"])]
+                + _blocks(f["cin"], f["cout"]))
     if kind == "pool":
-        return [float(f["op"] == "MaxPool"), _log(f["c"]), _log(f["h"]), _log(f["oh"]), f["k"], f["stride"]]
+        return [float(f["op"] == "MaxPool"), _log(f["c"]), _log(f["h"]), _log(f["oh"]), f["k"], f["stride"]] + _blocks(f["c"])
     if kind == "gap":
-        return [_log(f["c"]), _log(f["h"] * f["w"])]
+        return [_log(f["c"]), _log(f["h"] * f["w"])] + _blocks(f["c"])
     if kind == "gemm":
-        return [_log(f["n_in"]), _log(f["n_out"])]
+        return [_log(f["n_in"]), _log(f["n_out"])] + _blocks(f["n_in"], f["n_out"])
     if kind == "concat":
-        return [_log(f["elements"]), _log(f["c"]), f["inputs"]]
+        return [_log(f["elements"]), _log(f["c"]), f["inputs"]] + _blocks(f["c"])
     op = f["op"]
-    return [float(op == name) for name in ELEMENTWISE_OPS] + [_log(f["elements"]), _log(f.get("c", 1)), f["broadcast"]]
+    return ([float(op == name) for name in ELEMENTWISE_OPS] + [_log(f["elements"]), _log(f.get("c", 1)), f["broadcast"]]
+            + _blocks(f.get("c", 1)))
 
 
 def _regressor():
@@ -114,6 +123,7 @@ class AnyNetModel:
     composition: dict  # form, coefficients, k-fold MAPE of every form
     interval: tuple[float, float]  # quantiles of log(measured / predicted) on held-out synthetic networks
     held_out: dict = field(default_factory=dict)
+    statistic: str = ""  # what a prediction predicts: the calibration's per-item statistic
     format: int = FORMAT
 
     @property
@@ -130,20 +140,17 @@ class AnyNetModel:
             times[indices] = self.fits[kind].predict([kernels[i].head.features for i in indices])
         return times
 
-    def compose(self, kernel_sum: float, n_kernels: int) -> float:
-        c = self.composition
-        if c["form"] == "scaled":
-            return c["scale"] * (self.empty_s + kernel_sum)
-        if c["form"] == "affine":
-            return self.empty_s + c["a"] * kernel_sum + c["b"] * n_kernels
-        return self.empty_s + kernel_sum
+    def compose(self, kernels: list[Kernel], times: np.ndarray) -> float:
+        """The network's time from its kernels' predicted times, by the chosen composition form."""
+        X, offset = composition_terms(self.composition["form"], kernel_sums(kernels, times)[None, :], self.empty_s)
+        return float(offset[0] + X[0] @ np.asarray(self.composition["coef"]))
 
     def predict_ops(self, ops: list[Op]) -> Prediction:
         from cpbench.anynet.ops import uncovered
 
         kernels = [k for k in group(ops, self.fusing) if k.head.kind not in (None, "free")]
         times = self.kernel_times(kernels)
-        seconds = self.compose(float(times.sum()), len(kernels))
+        seconds = self.compose(kernels, times)
         rows = [{"kernel": k.label, "type": k.head.kind, "name": k.head.name, "macs": k.head.macs + sum(o.macs for o in k.fused),
                  "predicted_s": float(t)} for k, t in zip(kernels, times)]
         low, high = self.interval
@@ -156,21 +163,72 @@ class AnyNetModel:
         return self.predict_ops(read_ops(simplify(Path(path)), input_shape))
 
 
-def _compose_forms(sums: np.ndarray, counts: np.ndarray, empty: float, measured: np.ndarray, train: np.ndarray) -> dict:
-    """Each composition form's coefficients fitted on the `train` networks (relative least squares)."""
-    s, n, y = sums[train], counts[train], measured[train]
-    scale = float(np.exp(np.mean(np.log(y / (empty + s)))))
-    A = np.column_stack([s / (y - 0 + 1e-12), n / (y + 1e-12)])
-    coef, *_ = np.linalg.lstsq(A, (y - empty) / (y + 1e-12), rcond=None)
-    return {"sum": {}, "scaled": {"scale": scale}, "affine": {"a": float(coef[0]), "b": float(coef[1])}}
+COMPOSED_KINDS = ("conv", "dwconv", "pool", "gap", "gemm", "elementwise", "concat")
+FORMS = ("sum", "scaled", "affine", "per-type", "traffic")
 
 
-def _apply(form: str, c: dict, sums, counts, empty):
+def _traffic(kernel: Kernel) -> float:
+    """Elements a conv-like kernel reads and writes: what a runtime converts between its blocked
+    layout and the plain one when the kernel is timed alone, and not between kernels of a network."""
+    f = kernel.head.features
+    if kernel.head.kind in ("conv", "dwconv"):
+        return f["cin"] * f["h"] * f["w"] + f["cout"] * f["oh"] * f["ow"]
+    if kernel.head.kind == "pool":
+        return f["c"] * (f["h"] * f["w"] + f["oh"] * f["ow"])
+    return 0.0
+
+
+def kernel_sums(kernels: list[Kernel], times: np.ndarray) -> np.ndarray:
+    """A network's predicted kernel time per kernel type (COMPOSED_KINDS), then the elements its
+    conv-like kernels read and write, then its kernel count."""
+    sums = np.zeros(len(COMPOSED_KINDS) + 2)
+    for kernel, t in zip(kernels, times):
+        if kernel.head.kind in COMPOSED_KINDS:
+            sums[COMPOSED_KINDS.index(kernel.head.kind)] += t
+        sums[-2] += _traffic(kernel)
+    sums[-1] = len(kernels)
+    return sums
+
+
+def composition_terms(form: str, Z: np.ndarray, empty: float) -> tuple[np.ndarray, np.ndarray]:
+    """The columns a composition form weighs and the offset it adds, for networks Z (kernel_sums
+    rows): the plain sum (weight 1), one factor on it, the sum with a factor plus a cost per kernel,
+    one factor per kernel type, or the affine form less a cost per element of layout traffic."""
+    kinds = len(COMPOSED_KINDS)
+    total = Z[:, :kinds].sum(axis=1)
+    offset = np.full(len(Z), empty)
     if form == "scaled":
-        return c["scale"] * (empty + sums)
+        return (empty + total)[:, None], np.zeros(len(Z))
     if form == "affine":
-        return empty + c["a"] * sums + c["b"] * counts
-    return empty + sums
+        return np.column_stack([total, Z[:, -1]]), offset
+    if form == "per-type":
+        return Z[:, :kinds], offset
+    if form == "traffic":
+        return np.column_stack([total, -Z[:, -2], Z[:, -1]]), offset
+    return total[:, None], offset
+
+
+def fit_composition(form: str, Z: np.ndarray, empty: float, measured: np.ndarray) -> list[float]:
+    """Non-negative weights minimising the relative error on the networks given."""
+    from scipy.optimize import nnls
+
+    if form == "sum":
+        return [1.0]
+    X, offset = composition_terms(form, Z, empty)
+    coef, _ = nnls(X / measured[:, None], (measured - offset) / measured)
+    return [float(c) for c in coef]
+
+
+def conformal_bounds(residuals: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """Split-conformal bounds on out-of-fold log errors: the order statistics that hold a new
+    network's error with at least `confidence` (each tail at half the rest), the extremes when
+    there are too few networks for that guarantee."""
+    r = np.sort(np.asarray(residuals, float))
+    n = len(r)
+    tail = (1 - confidence) / 2
+    high = min(n, math.ceil((n + 1) * (1 - tail)))
+    low = max(1, math.floor((n + 1) * tail))
+    return float(r[low - 1]), float(r[high - 1])
 
 
 def fit_kernels(kernels: dict[str, dict], times: dict[str, float], empty: float) -> dict[str, KernelFit]:
@@ -202,33 +260,38 @@ def fit_any_model(calibration: AnyCalibration) -> AnyNetModel:
     times = {item: calibration.statistic(item) for item in calibration.times}
     rules = decide(times, empty)
     fits = fit_kernels(calibration.kernels, times, empty)
+    from cpbench.anynet.calibration import AnyDesign
+
     model = AnyNetModel(calibration.profile, calibration.hardware_id, calibration.cpu, calibration.created, empty,
-                        fits, rules, {"form": "sum"}, (0.0, 0.0))
+                        fits, rules, {"form": "sum"}, (0.0, 0.0),
+                        statistic=AnyDesign(**calibration.design).statistic)
     names = [n for n in calibration.networks if n in times]
     if len(names) < FOLDS:
         raise UsageError(f"only {len(names)} synthetic networks were timed; calibrate again with more networks")
-    sums, counts = [], []
-    for name in names:
-        import onnx
+    import onnx
 
+    rows = []
+    for name in names:
         _, graph = random_network(calibration.networks[name])
         kernels = [k for k in group(read_ops(onnx.load_from_string(graph)), model.fusing)
                    if k.head.kind not in (None, "free")]
-        sums.append(float(model.kernel_times(kernels).sum()))
-        counts.append(len(kernels))
-    sums_a, counts_a, measured = np.array(sums), np.array(counts, float), np.array([times[n] for n in names])
-    oof: dict[str, np.ndarray] = {form: np.zeros(len(names)) for form in ("sum", "scaled", "affine")}
+        rows.append(kernel_sums(kernels, model.kernel_times(kernels)))
+    Z, measured = np.array(rows), np.array([times[n] for n in names])
+    oof: dict[str, np.ndarray] = {form: np.zeros(len(names)) for form in FORMS}
     for train, test in KFold(FOLDS, shuffle=True, random_state=0).split(names):
-        coefs = _compose_forms(sums_a, counts_a, empty, measured, train)
-        for form in oof:
-            oof[form][test] = _apply(form, coefs[form], sums_a[test], counts_a[test], empty)
+        for form in FORMS:
+            coef = fit_composition(form, Z[train], empty, measured[train])
+            X, offset = composition_terms(form, Z[test], empty)
+            oof[form][test] = offset + X @ np.asarray(coef)
     kfold = {form: float(np.mean(np.abs(pred / measured - 1))) for form, pred in oof.items()}
     form = min(kfold, key=kfold.get)
-    coefs = _compose_forms(sums_a, counts_a, empty, measured, np.arange(len(names)))[form]
+    coefs = {"coef": fit_composition(form, Z, empty, measured)}
     residuals = np.log(measured / oof[form])
-    interval = (float(np.quantile(residuals, 0.025)), float(np.quantile(residuals, 0.975)))
-    held = [float(np.quantile(np.delete(residuals, i), 0.025) <= r <= np.quantile(np.delete(residuals, i), 0.975))
-            for i, r in enumerate(residuals)]
+    interval = conformal_bounds(residuals)
+    held = []
+    for i, r in enumerate(residuals):
+        low, high = conformal_bounds(np.delete(residuals, i))
+        held.append(float(low <= r <= high))
     model.composition = {"form": form, **coefs, "kfold_mape": kfold}
     model.interval = interval
     model.held_out = {"networks": len(names), "mape": kfold[form],

@@ -24,7 +24,7 @@ def _side(rng: random.Random) -> int:
 
 def _channels(rng: random.Random, low: int = 3, high: int = 1024) -> int:
     c = int(round(math.exp(rng.uniform(math.log(low), math.log(high)))))
-    return c if c < 24 or rng.random() < 0.2 else max(8, c // 8 * 8)
+    return c if rng.random() < 0.15 else max(8, c // 8 * 8)  # classic networks' widths are mostly multiples of 8
 
 
 def _conv(rng: random.Random) -> tuple[str, dict]:
@@ -35,7 +35,10 @@ def _conv(rng: random.Random) -> tuple[str, dict]:
         if side < k:
             continue
         cin = 3 if rng.random() < 0.08 else _channels(rng)
-        cout = _channels(rng, 8)
+        if cin > 3 and rng.random() < 0.7:  # networks widen or narrow by small factors from layer to layer
+            cout = max(8, int(cin * rng.choice((0.25, 0.5, 1, 1, 2, 4, 6))) // 8 * 8)
+        else:
+            cout = _channels(rng, 8)
         out = (side + 2 * ((k - 1) // 2) - k) // stride + 1
         macs = cin * cout * k * k * out * out
         if 1e4 <= macs <= MAX_CONV_MACS:
@@ -104,7 +107,7 @@ SAMPLERS: dict[str, Callable[[random.Random], tuple[str, dict]]] = {
     "concat": _concat,
 }
 # samples per kernel type in a full calibration: the types that carry most of a network's time get most
-SAMPLES = {"conv": 360, "dwconv": 120, "pool": 60, "gap": 40, "gemm": 50, "elementwise": 200, "concat": 50}
+SAMPLES = {"conv": 700, "dwconv": 200, "pool": 60, "gap": 40, "gemm": 50, "elementwise": 200, "concat": 50}
 
 
 def sample_items(kind: str, count: int, seed: int, prefix: str = "k") -> list[tuple[str, str, dict, bytes]]:

@@ -144,8 +144,8 @@ def predict_networks_command(device: str, files: list[Path], by_kernel: bool, wo
                      **({"kernels": p.kernels} if by_kernel else {})})
     held = model.held_out
     if as_json:
-        print_json({"device": profile.name, "answered_by": "any-network kernel model", "statistic":
-                    "minimum of 10 runs after 3 warm-up runs, median over rounds", "predictions": rows,
+        print_json({"device": profile.name, "answered_by": "any-network kernel model", "statistic": model.statistic,
+                    "predictions": rows,
                     "interval_coverage": held.get("interval_coverage"),
                     "interval_coverage_on": f"{held.get('networks')} synthetic networks held out of the composition",
                     "measured_on": model.cpu, "hardware_id": model.hardware_id, "warning": warning})

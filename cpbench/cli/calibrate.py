@@ -47,7 +47,7 @@ def calibrate_command(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the sampled cells and the timing order; recorded in the calibration. Default: a random one (an unfinished calibration resumes with its own).")] = None,
     refit: Annotated[bool, typer.Option("--refit", help="Measure nothing: fit this machine's saved calibration of the profile again and save its model.")] = False,
     kernels: Annotated[str, typer.Option("--kernels", help="family: the family's kernels, for predict --config and recommend; any: sampled kernels of every type, for predict --model NET.onnx. Default: family.")] = "family",
-    scale: Annotated[float, typer.Option("--scale", help="With --kernels any: multiplies the sampled kernels of every type (1 samples 880). Default: 1.")] = 1.0,
+    scale: Annotated[float, typer.Option("--scale", help="With --kernels any: multiplies the sampled kernels of every type (1 samples 1,300). Default: 1.")] = 1.0,
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
