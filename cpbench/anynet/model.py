@@ -256,9 +256,9 @@ def fit_any_model(calibration: AnyCalibration) -> AnyNetModel:
     are rebuilt from their seeds."""
     from sklearn.model_selection import KFold
 
-    empty = calibration.statistic(EMPTY_ID)
+    empty = calibration.fastest(EMPTY_ID)
     times = {item: calibration.statistic(item) for item in calibration.times}
-    rules = decide(times, empty)
+    rules = decide({item: calibration.fastest(item) for item in calibration.times if item.startswith("fuse:")}, empty)
     fits = fit_kernels(calibration.kernels, times, empty)
     from cpbench.anynet.calibration import AnyDesign
 
