@@ -28,7 +28,7 @@ from cpbench.errors import UsageError
 from cpbench.family.config import FASHION_MNIST, Config, random_from_space
 from cpbench.family.kernels import EMPTY, classifier, first, first_pair, inner, inner_pair, kernel_graph, network_graph
 from cpbench.timing.calibration_design import CalibrationDesign
-from cpbench.timing.calibration import _run_chunk, _settings
+from cpbench.timing.calibration import run_chunk, _settings
 from cpbench.timing.profiles import SHIPPED, load_profile
 from cpbench.timing.runtimes import DeviceUnavailable
 
@@ -87,7 +87,7 @@ def main() -> None:
         print(f"round {r + 1}/{args.rounds}: {len(order)} graphs", file=sys.stderr, flush=True)
         try:
             for start in range(0, len(order), design.chunk):
-                _run_chunk([(i, graphs[i]) for i in order[start:start + design.chunk]], profile, _settings(design),
+                run_chunk([(i, graphs[i]) for i in order[start:start + design.chunk]], profile, _settings(design),
                            lambda item, low, median, load: mins[item].append(low))
         except (UsageError, DeviceUnavailable) as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -16,7 +16,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("cli",),
     ("report",),
     ("optimize",),
-    ("fitting",),
+    ("fitting", "anynet"),  # anynet: the any-network model, beside the family's fits
     ("export", "timing"),
     ("workspace",),
     ("counting", "family"),

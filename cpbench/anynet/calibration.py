@@ -19,7 +19,7 @@ from cpbench.anynet.sampling import SAMPLES, sample_items
 from cpbench.anynet.synthetic import random_network
 from cpbench.family.config import SPACES
 from cpbench.family.kernels import Kernel, kernel_graph
-from cpbench.timing.calibration import _run_chunk
+from cpbench.timing.calibration import run_chunk
 from cpbench.timing.profiles import Profile
 from cpbench.timing.reference import ReferenceLevel, reference_kernel
 from cpbench.workspace.formats import append_jsonl, read_jsonl
@@ -191,7 +191,7 @@ def time_items(profile: Profile, graphs: dict[str, bytes | str], design: AnyDesi
 
         for start in range(0, len(order), design.chunk):
             chunk = [(item, graphs[item]) for item in order[start:start + design.chunk]]
-            _run_chunk(chunk, profile, design, reference, measured, on_reference)
+            run_chunk(chunk, profile, design, reference, measured, on_reference)
 
 
 def calibration_file(models_dir: Path, profile: str, hardware_id: str) -> Path:

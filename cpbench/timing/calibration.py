@@ -88,7 +88,7 @@ def _calibration_worker(connection, items: list[tuple[str, bytes | str]], profil
             connection.close()
 
 
-def _run_chunk(items: list[tuple[str, bytes]], profile: Profile, design: CalibrationDesign, reference: bytes,
+def run_chunk(items: list[tuple[str, bytes]], profile: Profile, design: CalibrationDesign, reference: bytes,
                on_item, on_reference) -> None:
     """Time a chunk in one worker; `on_item(id, min, median, load_s, bracket)` once the reference
     timing after the item has arrived, bracket being (reference before, reference after)."""
@@ -198,7 +198,7 @@ def calibrate(profile: Profile, space: Space, design: CalibrationDesign, in_chan
             for i in chunk:
                 by_round.setdefault(round_index(i) if callable(round_index) else round_index, []).append(i)
             recorders = {i: on_item(r, attempt) for r, group in by_round.items() for i in group}
-            _run_chunk([(i, graphs[i]) for i in chunk], profile, design, reference,
+            run_chunk([(i, graphs[i]) for i in chunk], profile, design, reference,
                        lambda i, *rest, recorders=recorders: recorders[i](i, *rest), on_reference)
 
     if observer:
