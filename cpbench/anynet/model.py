@@ -164,7 +164,7 @@ class AnyNetModel:
 
 
 COMPOSED_KINDS = ("conv", "dwconv", "pool", "gap", "gemm", "elementwise", "concat")
-FORMS = ("sum", "scaled", "affine", "per-type", "traffic")
+FORMS = ("sum", "scaled", "affine", "per-type", "traffic", "weights")
 
 
 def _traffic(kernel: Kernel) -> float:
@@ -178,13 +178,25 @@ def _traffic(kernel: Kernel) -> float:
     return 0.0
 
 
+def _weights(kernel: Kernel) -> float:
+    """Weights a kernel reads: in a network each layer's evict the last one's from the caches,
+    while a kernel repeated alone keeps its own there."""
+    f = kernel.head.features
+    if kernel.head.kind in ("conv", "dwconv"):
+        return f["cout"] * f["cin"] // f["groups"] * f["kh"] * f["kw"]
+    if kernel.head.kind == "gemm":
+        return f["n_in"] * f["n_out"]
+    return 0.0
+
+
 def kernel_sums(kernels: list[Kernel], times: np.ndarray) -> np.ndarray:
-    """A network's predicted kernel time per kernel type (COMPOSED_KINDS), then the elements its
-    conv-like kernels read and write, then its kernel count."""
-    sums = np.zeros(len(COMPOSED_KINDS) + 2)
+    """A network's predicted kernel time per kernel type (COMPOSED_KINDS), then the weights its
+    kernels read, the elements its conv-like kernels read and write, and its kernel count."""
+    sums = np.zeros(len(COMPOSED_KINDS) + 3)
     for kernel, t in zip(kernels, times):
         if kernel.head.kind in COMPOSED_KINDS:
             sums[COMPOSED_KINDS.index(kernel.head.kind)] += t
+        sums[-3] += _weights(kernel)
         sums[-2] += _traffic(kernel)
     sums[-1] = len(kernels)
     return sums
@@ -193,7 +205,8 @@ def kernel_sums(kernels: list[Kernel], times: np.ndarray) -> np.ndarray:
 def composition_terms(form: str, Z: np.ndarray, empty: float) -> tuple[np.ndarray, np.ndarray]:
     """The columns a composition form weighs and the offset it adds, for networks Z (kernel_sums
     rows): the plain sum (weight 1), one factor on it, the sum with a factor plus a cost per kernel,
-    one factor per kernel type, or the affine form less a cost per element of layout traffic."""
+    one factor per kernel type, the affine form less a cost per element of layout traffic, or that
+    plus a cost per weight read."""
     kinds = len(COMPOSED_KINDS)
     total = Z[:, :kinds].sum(axis=1)
     offset = np.full(len(Z), empty)
@@ -205,6 +218,8 @@ def composition_terms(form: str, Z: np.ndarray, empty: float) -> tuple[np.ndarra
         return Z[:, :kinds], offset
     if form == "traffic":
         return np.column_stack([total, -Z[:, -2], Z[:, -1]]), offset
+    if form == "weights":
+        return np.column_stack([total, -Z[:, -2], Z[:, -3], Z[:, -1]]), offset
     return total[:, None], offset
 
 

@@ -103,5 +103,21 @@ def random_network(seed: int) -> tuple[str, bytes]:
         for index in range(rng.randint(1, 3)):
             stride = 2 if index == 0 and stage > 0 else 1
             x = _block(b, x, style, width, stride, act, rng)
-    y = b.gemm(b.flatten(b.gap(x)), 1000)
+    if style in ("plain", "inception") and rng.random() < 0.5:
+        y = _large_classifier(b, x, rng)  # AlexNet's and VGG's: pooled to a small map, then wide layers
+    else:
+        y = b.gemm(b.flatten(b.gap(x)), 1000)
     return f"syn:{seed}:{style}:{side}", b.model([y])
+
+
+def _large_classifier(b: Builder, x: str, rng: random.Random) -> str:
+    """Two wide fully connected layers on a small pooled map, whose weights no cache holds."""
+    while b.shapes[x][2] > 7:
+        x = b.pool(x, "MaxPool", 2, 2)
+    hidden = rng.choice((1024, 2048, 4096))
+    y = b.flatten(x)
+    while b.shapes[y][1] * hidden > 4e7:
+        hidden //= 2
+    y = b.unary(b.gemm(y, hidden), "Relu")
+    y = b.unary(b.gemm(y, hidden), "Relu")
+    return b.gemm(y, 1000)
