@@ -121,7 +121,7 @@ class AnyNetModel:
     fits: dict[str, KernelFit]
     rules: list[FusionRule]
     composition: dict  # form, coefficients, k-fold MAPE of every form
-    interval: tuple[float, float]  # quantiles of log(measured / predicted) on held-out synthetic networks
+    interval: tuple[float, float]  # split-conformal bounds of log(measured / predicted), held-out synthetic networks
     held_out: dict = field(default_factory=dict)
     statistic: str = ""  # what a prediction predicts: the calibration's per-item statistic
     format: int = FORMAT

@@ -140,12 +140,13 @@ def predict_networks_command(device: str, files: list[Path], by_kernel: bool, wo
     for file in files:
         p = model.predict_file(file)
         rows.append({"model": str(file), "macs": p.macs, "predicted_s": p.seconds, "low_s": p.low_s, "high_s": p.high_s,
-                     "by_kernel_type": p.by_kernel_type(), "uncovered": p.uncovered,
+                     "kernels_alone_s": sum(k["predicted_s"] for k in p.kernels), "by_kernel_type": p.by_kernel_type(),
+                     "uncovered": p.uncovered,
                      **({"kernels": p.kernels} if by_kernel else {})})
     held = model.held_out
     if as_json:
         print_json({"device": profile.name, "answered_by": "any-network kernel model", "statistic": model.statistic,
-                    "predictions": rows,
+                    "composition": model.composition["form"], "predictions": rows,
                     "interval_coverage": held.get("interval_coverage"),
                     "interval_coverage_on": f"{held.get('networks')} synthetic networks held out of the composition",
                     "measured_on": model.cpu, "hardware_id": model.hardware_id, "warning": warning})
@@ -162,7 +163,9 @@ def predict_networks_command(device: str, files: list[Path], by_kernel: bool, wo
     out.print(table)
     if by_kernel:
         for r in rows:
-            kernels = Table(title=f"{Path(r['model']).name}: kernels", show_lines=False)
+            kernels = Table(title=f"{Path(r['model']).name}: kernels, each as predicted alone (they sum to "
+                                  f"{units.seconds(r['kernels_alone_s'])}; the network composes them "
+                                  f"({model.composition['form']}) to {units.seconds(r['predicted_s'])})", show_lines=False)
             for column in ("kernel", "type", "MACs", "predicted"):
                 kernels.add_column(column, justify="right" if column in ("MACs", "predicted") else "left")
             for k in r["kernels"]:
