@@ -209,3 +209,10 @@ def test_the_any_network_interval_covers_held_out_networks_as_often_as_it_says()
         held += prediction.low_s <= network_time(net_seed) <= prediction.high_s
     assert 53 <= held <= 60
     assert 0.85 <= model.held_out["interval_coverage"] <= 1.0
+
+
+def test_zoo_table_with_a_device_needs_this_machines_any_network_model(tmp_path, cli):
+    from test_cli import assert_one_line_error
+
+    assert_one_line_error(cli("zoo", "table", "--device", "cpu-1thread", "-w", str(tmp_path)),
+                          "no any-network model of 'cpu-1thread'", "--kernels any")

@@ -136,10 +136,12 @@ def zoo_export_command(
 
 @zoo_app.command("table")
 def zoo_table_command(
+    device: Annotated[Optional[str], typer.Option("--device", "-d", help="Also predict each exported network's inference latency at batch 1 on this profile, from this machine's any-network model.")] = None,
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
-    """Paper 003's Table 1 beside cpbench's FLOPs and torchvision's published numbers."""
+    """Paper 003's Table 1 beside cpbench's FLOPs and torchvision's published numbers; with
+    --device, the networks' predicted inference latency at batch 1 beside their FLOPs."""
     from cpbench.cli.views.common import table1_table
     from cpbench.workspace.folder import Workspace
     from cpbench.export.zoo import DENSENETS, PAPER_003_MODELS, ZooJob, count_zoo_model, table_1
@@ -147,6 +149,7 @@ def zoo_table_command(
     needed = list(dict.fromkeys(PAPER_003_MODELS + DENSENETS))
     core: dict[str, float] = {}
     ws = Workspace(workspace)
+    latency_model = _any_model(device, ws) if device else None  # a missing model is refused before counting
     if ws.store_path.exists():  # reuse counts of models already exported at 224x224x3
         with ws.open_store() as store:
             for name in needed:
@@ -164,10 +167,63 @@ def zoo_table_command(
                 core[name] = count_zoo_model(name, 224).core_macs / 1e9
                 progress.advance(task)
     rows = table_1(core)
+    latency = _zoo_latency(latency_model, ws, PAPER_003_MODELS) if latency_model else None
     if as_json:
-        print_json({"rows": [r.as_dict() for r in rows], "counted_gmacs": core})
+        print_json({"rows": [r.as_dict() for r in rows], "counted_gmacs": core,
+                    **({"latency": latency} if latency is not None else {})})
         return
     out.print(table1_table(rows))
+    if latency is not None:
+        out.print(_latency_table(device, latency))
+
+
+def _any_model(device: str, ws):
+    """This machine's any-network model of the profile, or a clear error naming the calibration."""
+    from cpbench.anynet.model import load_any_model, model_file
+    from cpbench.timing.environment import fingerprint
+    from cpbench.timing.profiles import load_profile
+
+    profile = load_profile(device, ws.profiles_dir)
+    path = model_file(ws.models_dir, profile.name, fingerprint()["hardware_id"])
+    if not path.is_file():
+        raise UsageError(f"no any-network model of '{profile.name}' on this machine; run "
+                         f"'cpbench calibrate --device {profile.name} --kernels any' first")
+    return load_any_model(path)
+
+
+def _zoo_latency(model, ws, names) -> list[dict]:
+    """Predicted batch-1 inference latency of the networks exported at 224 in the workspace."""
+    from cpbench.export.zoo import ZooJob
+
+    rows = []
+    for name in names:
+        file = ws.root / ZooJob(name).relative_file
+        if not file.is_file():
+            rows.append({"model": name, "file": None, "predicted_s": None})
+            continue
+        p = model.predict_file(file)
+        rows.append({"model": name, "file": str(file), "gflops": 2 * p.macs / 1e9, "predicted_s": p.seconds,
+                     "low_s": p.low_s, "high_s": p.high_s, "kind": "predicted inference latency, batch 1"})
+    return rows
+
+
+def _latency_table(device: str, rows: list[dict]):
+    from rich.table import Table
+
+    from cpbench import units
+
+    table = Table(title=f"Inference latency at batch 1 on '{device}', predicted by this machine's any-network model "
+                        "(paper 003 timed training and validation on a GPU)")
+    for column in ("network", "GFLOPs", "predicted", "95 % interval"):
+        table.add_column(column, justify="left" if column == "network" else "right")
+    for r in rows:
+        if r["predicted_s"] is None:
+            table.add_row(r["model"], "-", "not exported", "'cpbench zoo export' first")
+        else:
+            table.add_row(r["model"], f"{r['gflops']:.2f}", units.seconds(r["predicted_s"]),
+                          f"{units.seconds(r['low_s'])} – {units.seconds(r['high_s'])}")
+    table.caption = "predictions, not measurements: 'cpbench time --models zoo/*' measures them"
+    return table
 
 
 def models_command(
