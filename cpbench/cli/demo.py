@@ -99,8 +99,9 @@ def demo_command(workspace: WorkspaceOption = Path("."), as_json: JsonOption = F
             timings.append({"command": command, "seconds": round(seconds, 1), "expected_s": stage.expected_s})
             if done.stdout.strip() and not as_json:
                 progress.console.print(done.stdout.rstrip(), markup=False, highlight=False, soft_wrap=True)
+            if done.stderr.strip():  # warnings and errors are the user's to read, not the demo's to drop
+                progress.console.print(done.stderr.rstrip(), markup=False, highlight=False, soft_wrap=True)
             if done.returncode != 0:
-                progress.console.print(done.stderr.rstrip(), markup=False, soft_wrap=True)
                 raise UsageError(f"'{command}' failed with exit code {done.returncode}; its message is above. "
                                  "Fix it and run 'make demo' again: what is done is kept")
             progress.update(task, completed=base + stage.expected_s)
