@@ -216,3 +216,17 @@ def test_zoo_table_with_a_device_needs_this_machines_any_network_model(tmp_path,
 
     assert_one_line_error(cli("zoo", "table", "--device", "cpu-1thread", "-w", str(tmp_path)),
                           "no any-network model of 'cpu-1thread'", "--kernels any")
+
+
+@pytest.mark.parametrize("extra, fragments", [
+    (["--pairs"], ["--pairs apply to the family's kernels", "drop them"]),
+    (["--runs", "20", "--share", "0.5"], ["--runs, --share apply to the family's kernels"]),
+    (["--rounds", "0"], ["--rounds is 0", "[1, 10]"]),
+    (["--networks", "3"], ["--networks is 3", "[5, 500]"]),
+    (["--scale", "50"], ["--scale is 50", "[0.05, 10]"]),
+])
+def test_calibrate_any_refuses_options_it_does_not_use_or_out_of_range(tmp_path, cli, extra, fragments):
+    from test_cli import assert_one_line_error
+
+    assert_one_line_error(cli("calibrate", "--device", "cpu-1thread", "--kernels", "any", *extra, "-w", str(tmp_path)),
+                          *fragments)

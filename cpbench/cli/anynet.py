@@ -15,8 +15,6 @@ from cpbench.errors import UsageError
 def calibrate_any_command(device: str, rounds: int | None, networks: int | None, scale: float, seed: int | None,
                           refit: bool, workspace: Path, as_json: bool) -> None:
     """Time the sampled kernels, fusion candidates and synthetic networks, fit and save the model."""
-    import secrets
-
     from cpbench.anynet.calibration import (
         AnyDesign, calibrate_any, calibration_file, load_any_calibration, save_any_calibration,
     )
@@ -26,8 +24,14 @@ def calibrate_any_command(device: str, rounds: int | None, networks: int | None,
     from cpbench.timing.profiles import load_profile
     from cpbench.workspace.folder import Workspace
 
+    from cpbench.cli.calibrate import journal_seed
+
     if not 0.05 <= scale <= 10:
         raise UsageError(f"--scale is {scale}; it must lie in [0.05, 10]")
+    if rounds is not None and not 1 <= rounds <= 10:
+        raise UsageError(f"--rounds is {rounds}; it must lie in [1, 10]")
+    if networks is not None and not 5 <= networks <= 500:
+        raise UsageError(f"--networks is {networks}; with --kernels any it must lie in [5, 500]")
     ws = Workspace(workspace)
     profile = load_profile(device, ws.profiles_dir)
     hardware = fingerprint()
@@ -42,7 +46,7 @@ def calibrate_any_command(device: str, rounds: int | None, networks: int | None,
                                  f"run 'cpbench calibrate --device {profile.name} --kernels any'")
         else:
             if seed is None:
-                seed = _journal_seed(journal) if journal.exists() else secrets.randbelow(1_000_000)
+                seed = journal_seed(journal)
             design = AnyDesign(seed=seed, rounds=rounds or 2, networks=networks or 60, scale=scale)
             with LazyProgress(err) as lazy:
                 task = None
@@ -84,17 +88,6 @@ def calibrate_any_command(device: str, rounds: int | None, networks: int | None,
               f"{held['within_10']:.0%}, 95 % interval held {held['interval_coverage']:.0%} "
               f"(composition: {model.composition['form']})")
     out.print(f"saved {path} and {saved}; 'cpbench predict --device {profile.name} --model NET.onnx' uses it here")
-
-
-def _journal_seed(journal: Path) -> int:
-    import json
-    import secrets
-
-    try:
-        with open(journal, encoding="utf-8") as handle:
-            return int(json.loads(handle.readline())["design"]["seed"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return secrets.randbelow(1_000_000)
 
 
 def network_files(model: str | None, models: str | None, workspace: Path) -> list[Path]:

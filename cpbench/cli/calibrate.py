@@ -59,6 +59,11 @@ def calibrate_command(
     if kernels == "any":
         from cpbench.cli.anynet import calibrate_any_command
 
+        family_only = [name for name, given in (("--runs", runs is not None), ("--share", share is not None),
+                                                ("--pairs", pairs), ("--whole/--blocks", whole is not None)) if given]
+        if family_only:
+            raise UsageError(f"{', '.join(family_only)} apply to the family's kernels, not to --kernels any; drop them")
+
         calibrate_any_command(device, rounds, networks, scale, seed, refit, workspace, as_json)
         return
     from cpbench.cli.views.common import LazyProgress
