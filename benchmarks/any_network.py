@@ -76,12 +76,9 @@ def baselines(model_path: Path, calibration_path: Path) -> dict:
 
 
 def summary(errors: np.ndarray, held: np.ndarray | None = None) -> dict:
-    from cpbench.fitting.intervals import bootstrap_mean, clopper_pearson
+    from cpbench.fitting.intervals import error_summary
 
-    ape = np.abs(errors)
-    within = int(np.sum(ape <= 0.10))
-    out = {"n": len(ape), "mape": float(ape.mean()), "mape_ci": bootstrap_mean(ape), "within_10": within / len(ape),
-           "within_10_ci": clopper_pearson(within, len(ape)), "max_ape": float(ape.max())}
+    out = error_summary(np.abs(errors))
     if held is not None:
         out["interval_held"] = float(np.mean(held))
     return out

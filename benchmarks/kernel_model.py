@@ -36,7 +36,7 @@ from _record import record
 from cpbench.family.closed_form import FEATURES, Layers
 from cpbench.family.config import Config
 from cpbench.family.kernels import whole_network
-from cpbench.fitting.intervals import bootstrap_mean, clopper_pearson
+from cpbench.fitting.intervals import error_summary
 from cpbench.fitting.kernel_model import fit_kernel_model
 from cpbench.fitting.least_squares import relative_least_squares
 from cpbench.timing.calibration_record import calibration_path, load_calibration
@@ -55,10 +55,7 @@ def affine(train_macs: np.ndarray, train_t: np.ndarray, test_macs: np.ndarray, o
 
 
 def scores(predicted: np.ndarray, measured: np.ndarray) -> dict:
-    ape = np.abs(predicted / measured - 1)
-    within = int(np.sum(ape <= 0.10))
-    return {"mape": float(ape.mean()), "mape_ci": bootstrap_mean(ape), "within_10": within / len(ape),
-            "within_10_ci": clopper_pearson(within, len(ape)), "max_ape": float(ape.max()), "n": len(ape)}
+    return error_summary(np.abs(predicted / measured - 1))
 
 
 def show(s: dict) -> str:

@@ -28,3 +28,12 @@ def clopper_pearson(successes: int, n: int, confidence: float = 0.95) -> tuple[f
         return 0.0, 1.0
     interval = stats.binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="exact")
     return float(interval.low), float(interval.high)
+
+
+def error_summary(ape) -> dict:
+    """Absolute relative errors summarised as the benchmarks report them: MAPE with its bootstrap
+    95 % interval, the share within ±10 % with its Clopper-Pearson interval, the largest, n."""
+    ape = np.asarray(ape, float)
+    within = int(np.sum(ape <= 0.10))
+    return {"mape": float(ape.mean()), "mape_ci": bootstrap_mean(ape), "within_10": within / len(ape),
+            "within_10_ci": clopper_pearson(within, len(ape)), "max_ape": float(ape.max()), "n": len(ape)}
